@@ -1,0 +1,62 @@
+"""Canonical JSON: the one byte form of every signed document.
+
+Keys sorted, no insignificant whitespace, UTF-8, and no floats (their text form is
+not unique). Two parties that build the same document get the same bytes, so a
+signature over those bytes is a signature over the document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from federation.errors import InvalidInputError
+
+JSONValue = Any
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+def _check(value: JSONValue, path: str) -> None:
+    if isinstance(value, float):
+        raise InvalidInputError(f"{path}: floats are not allowed in signed documents")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{path}: object keys must be strings")
+            _check(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]")
+    elif value is not None and not isinstance(value, str | int | bool):
+        raise InvalidInputError(f"{path}: {type(value).__name__} is not a JSON value")
+
+
+def canonical_bytes(value: JSONValue) -> bytes:
+    """Encode ``value`` in canonical JSON."""
+    _check(value, "$")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValue]:
+    """Parse a JSON object, with a clear error for anything else."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InvalidInputError(f"{what} is {len(data)} bytes, more than {MAX_DOCUMENT_BYTES}")
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=_refuse_float)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{what} is not UTF-8 text: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except ValueError as exc:
+        raise InvalidInputError(f"{what}: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what} must be a JSON object")
+    return value
+
+
+def _refuse_float(text: str) -> float:
+    raise ValueError(f"floats are not allowed in signed documents (found {text})")

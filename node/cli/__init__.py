@@ -1,0 +1,1 @@
+"""The ``credit-node`` command line: one module per verb group."""
