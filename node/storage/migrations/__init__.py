@@ -1,0 +1,1 @@
+"""Alembic migrations of the node's database, run by :func:`node.storage.open_database`."""
