@@ -44,7 +44,9 @@ def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValu
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError(f"{what} is {len(data)} bytes, more than {MAX_DOCUMENT_BYTES}")
     try:
-        value = json.loads(data.decode("utf-8"), parse_float=_refuse_float)
+        value = json.loads(
+            data.decode("utf-8"), parse_float=_refuse_float, object_pairs_hook=_unique_keys
+        )
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{what} is not UTF-8 text: {exc.reason}") from None
     except json.JSONDecodeError as exc:
@@ -55,6 +57,16 @@ def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValu
         raise InvalidInputError(f"{what}: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a JSON object")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, JSONValue]]) -> dict[str, JSONValue]:
+    # A key given twice would let two readers see two different documents.
+    value: dict[str, JSONValue] = {}
+    for key, item in pairs:
+        if key in value:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        value[key] = item
     return value
 
 

@@ -21,13 +21,13 @@ from federation.errors import InvalidInputError, SignatureError
 from federation.signing import PublicKey, SigningKey, b64decode, b64encode
 
 CARD_TYPE = "creditnet.member-card/v1"
-CITY_CODE = re.compile(r"^[1-9]\d{5}$")
+CITY_CODE = re.compile(r"[1-9]\d{5}")
 ENDPOINT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 
 
 def check_city_code(code: object) -> str:
     """A GB/T 2260 administrative division code: six digits, not starting with 0."""
-    if not isinstance(code, str) or not CITY_CODE.match(code):
+    if not isinstance(code, str) or not CITY_CODE.fullmatch(code):
         raise InvalidInputError(f"city code {code!r} is not a six-digit division code")
     return code
 
@@ -35,7 +35,7 @@ def check_city_code(code: object) -> str:
 def check_endpoint(endpoint: object) -> str:
     if not isinstance(endpoint, str):
         raise InvalidInputError("endpoint must be a string HOST:PORT")
-    match = ENDPOINT.match(endpoint)
+    match = ENDPOINT.fullmatch(endpoint)
     if not match or not 0 < int(match["port"]) < 65536:
         raise InvalidInputError(f"endpoint {endpoint!r} is not HOST:PORT")
     return endpoint
