@@ -1,10 +1,85 @@
-"""Placeholder: replaced by the real `status` verbs."""
+"""``credit-node status``: this node's view of the federation."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+from pathlib import Path
 from typing import Any
 
+from creditnet.v1 import client_pb2
+from federation.clock import format_utc
+from node.cli.table import render_table
+from node.client import NodeClient
+from node.config import load_config
 
-def register(commands: "argparse._SubParsersAction[Any]") -> None:
-    pass
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="show this node's view of the federation",
+        description="Ask the running node for its view of the federation: members, "
+        "reachable or not, the manifest version each holds, last contact.",
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="the node directory")
+    parser.set_defaults(handler=show_status)
+
+
+def show_status(args: argparse.Namespace) -> int:
+    config = load_config(args.dir)
+    with NodeClient(config) as client:
+        status = client.status()
+    print(format_status(status, now=dt.datetime.now(dt.UTC)))
+    return 0
+
+
+def _ago(stamp: dt.datetime, now: dt.datetime) -> str:
+    seconds = max(0, int((now - stamp).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return format_utc(stamp)
+
+
+def format_status(status: client_pb2.GetStatusResponse, *, now: dt.datetime) -> str:
+    rows = []
+    for member in status.members:
+        if member.is_self:
+            state, contact = "self", "-"
+        else:
+            state = "yes" if member.reachable else "NO"
+            contact = (
+                _ago(member.last_contact.ToDatetime(dt.UTC), now)
+                if member.HasField("last_contact")
+                else "never"
+            )
+        version = f"v{member.manifest_version}" if member.manifest_version else "-"
+        rows.append(
+            [
+                member.city_code,
+                member.name,
+                member.endpoint,
+                state,
+                version,
+                contact,
+                member.last_error if not member.reachable and not member.is_self else "",
+            ]
+        )
+    reachable = sum(1 for m in status.members if m.reachable)
+    expires = format_utc(status.manifest_expires.ToDatetime(dt.UTC))
+    head = (
+        f"federation {status.federation_id}  manifest v{status.manifest_version} "
+        f"(expires {expires})  seen from {status.city_code}\n"
+        f"{reachable} of {len(status.members)} members reachable\n"
+    )
+    table = render_table(
+        ["CITY", "NAME", "ENDPOINT", "REACHABLE", "MANIFEST", "LAST CONTACT", "LAST ERROR"], rows
+    )
+    if status.recent_events:
+        lines = [
+            f"  {format_utc(e.at.ToDatetime(dt.UTC))}  {e.kind}  {e.detail}"
+            for e in status.recent_events
+        ]
+        table += "\n\nrecent events (newest first):\n" + "\n".join(lines)
+    return head + table

@@ -26,31 +26,33 @@ from creditnet.v1 import manifest_pb2 as creditnet_dot_v1_dot_manifest__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63reditnet/v1/client.proto\x12\x0c\x63reditnet.v1\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xc5\x01\n\x0cMemberStatus\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07is_self\x18\x04 \x01(\x08\x12\x11\n\treachable\x18\x05 \x01(\x08\x12\x18\n\x10manifest_version\x18\x06 \x01(\x04\x12\x30\n\x0clast_contact\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x08 \x01(\t\"\xe7\x01\n\x11GetStatusResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12\x34\n\x10manifest_expires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07members\x18\x05 \x03(\x0b\x32\x1a.creditnet.v1.MemberStatus\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x14\x43heckSubjectsRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\"\x9b\x01\n\x0cSubjectCheck\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.creditnet.v1.SubjectKind\x12\x0e\n\x06masked\x18\x04 \x01(\t\x12\x12\n\nnormalized\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\"D\n\x15\x43heckSubjectsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.creditnet.v1.SubjectCheck\"\x14\n\x12GetManifestRequest\"E\n\x13GetManifestResponse\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.creditnet.v1.SignedManifest*`\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_KIND_USCC\x10\x01\x12\x1c\n\x18SUBJECT_KIND_RESIDENT_ID\x10\x02\x32\x8b\x02\n\rClientService\x12L\n\tGetStatus\x12\x1e.creditnet.v1.GetStatusRequest\x1a\x1f.creditnet.v1.GetStatusResponse\x12X\n\rCheckSubjects\x12\".creditnet.v1.CheckSubjectsRequest\x1a#.creditnet.v1.CheckSubjectsResponse\x12R\n\x0bGetManifest\x12 .creditnet.v1.GetManifestRequest\x1a!.creditnet.v1.GetManifestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63reditnet/v1/client.proto\x12\x0c\x63reditnet.v1\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xc5\x01\n\x0cMemberStatus\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07is_self\x18\x04 \x01(\x08\x12\x11\n\treachable\x18\x05 \x01(\x08\x12\x18\n\x10manifest_version\x18\x06 \x01(\x04\x12\x30\n\x0clast_contact\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x08 \x01(\t\"\x97\x02\n\x11GetStatusResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12\x34\n\x10manifest_expires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07members\x18\x05 \x03(\x0b\x32\x1a.creditnet.v1.MemberStatus\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rrecent_events\x18\x07 \x03(\x0b\x32\x17.creditnet.v1.NodeEvent\"Q\n\tNodeEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"+\n\x14\x43heckSubjectsRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\"\x9b\x01\n\x0cSubjectCheck\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.creditnet.v1.SubjectKind\x12\x0e\n\x06masked\x18\x04 \x01(\t\x12\x12\n\nnormalized\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\"D\n\x15\x43heckSubjectsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.creditnet.v1.SubjectCheck\"\x14\n\x12GetManifestRequest\"E\n\x13GetManifestResponse\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.creditnet.v1.SignedManifest*`\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_KIND_USCC\x10\x01\x12\x1c\n\x18SUBJECT_KIND_RESIDENT_ID\x10\x02\x32\x8b\x02\n\rClientService\x12L\n\tGetStatus\x12\x1e.creditnet.v1.GetStatusRequest\x1a\x1f.creditnet.v1.GetStatusResponse\x12X\n\rCheckSubjects\x12\".creditnet.v1.CheckSubjectsRequest\x1a#.creditnet.v1.CheckSubjectsResponse\x12R\n\x0bGetManifest\x12 .creditnet.v1.GetManifestRequest\x1a!.creditnet.v1.GetManifestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditnet.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBJECTKIND']._serialized_start=925
-  _globals['_SUBJECTKIND']._serialized_end=1021
+  _globals['_SUBJECTKIND']._serialized_start=1056
+  _globals['_SUBJECTKIND']._serialized_end=1152
   _globals['_GETSTATUSREQUEST']._serialized_start=105
   _globals['_GETSTATUSREQUEST']._serialized_end=123
   _globals['_MEMBERSTATUS']._serialized_start=126
   _globals['_MEMBERSTATUS']._serialized_end=323
   _globals['_GETSTATUSRESPONSE']._serialized_start=326
-  _globals['_GETSTATUSRESPONSE']._serialized_end=557
-  _globals['_CHECKSUBJECTSREQUEST']._serialized_start=559
-  _globals['_CHECKSUBJECTSREQUEST']._serialized_end=602
-  _globals['_SUBJECTCHECK']._serialized_start=605
-  _globals['_SUBJECTCHECK']._serialized_end=760
-  _globals['_CHECKSUBJECTSRESPONSE']._serialized_start=762
-  _globals['_CHECKSUBJECTSRESPONSE']._serialized_end=830
-  _globals['_GETMANIFESTREQUEST']._serialized_start=832
-  _globals['_GETMANIFESTREQUEST']._serialized_end=852
-  _globals['_GETMANIFESTRESPONSE']._serialized_start=854
-  _globals['_GETMANIFESTRESPONSE']._serialized_end=923
-  _globals['_CLIENTSERVICE']._serialized_start=1024
-  _globals['_CLIENTSERVICE']._serialized_end=1291
+  _globals['_GETSTATUSRESPONSE']._serialized_end=605
+  _globals['_NODEEVENT']._serialized_start=607
+  _globals['_NODEEVENT']._serialized_end=688
+  _globals['_CHECKSUBJECTSREQUEST']._serialized_start=690
+  _globals['_CHECKSUBJECTSREQUEST']._serialized_end=733
+  _globals['_SUBJECTCHECK']._serialized_start=736
+  _globals['_SUBJECTCHECK']._serialized_end=891
+  _globals['_CHECKSUBJECTSRESPONSE']._serialized_start=893
+  _globals['_CHECKSUBJECTSRESPONSE']._serialized_end=961
+  _globals['_GETMANIFESTREQUEST']._serialized_start=963
+  _globals['_GETMANIFESTREQUEST']._serialized_end=983
+  _globals['_GETMANIFESTRESPONSE']._serialized_start=985
+  _globals['_GETMANIFESTRESPONSE']._serialized_end=1054
+  _globals['_CLIENTSERVICE']._serialized_start=1155
+  _globals['_CLIENTSERVICE']._serialized_end=1422
 # @@protoc_insertion_point(module_scope)

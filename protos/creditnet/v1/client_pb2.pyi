@@ -114,6 +114,7 @@ class GetStatusResponse(_message.Message):
     MANIFEST_EXPIRES_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
+    RECENT_EVENTS_FIELD_NUMBER: _builtins.int
     city_code: _builtins.str
     federation_id: _builtins.str
     manifest_version: _builtins.int
@@ -123,6 +124,10 @@ class GetStatusResponse(_message.Message):
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberStatus]: ...
     @_builtins.property
     def started(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recent_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeEvent]:
+        """The newest entries of the node's event journal (manifests adopted or refused...)."""
+
     def __init__(
         self,
         *,
@@ -132,14 +137,42 @@ class GetStatusResponse(_message.Message):
         manifest_expires: _timestamp_pb2.Timestamp | None = ...,
         members: _abc.Iterable[Global___MemberStatus] | None = ...,
         started: _timestamp_pb2.Timestamp | None = ...,
+        recent_events: _abc.Iterable[Global___NodeEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["manifest_expires", b"manifest_expires", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["city_code", b"city_code", "federation_id", b"federation_id", "manifest_expires", b"manifest_expires", "manifest_version", b"manifest_version", "members", b"members", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["city_code", b"city_code", "federation_id", b"federation_id", "manifest_expires", b"manifest_expires", "manifest_version", b"manifest_version", "members", b"members", "recent_events", b"recent_events", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class NodeEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """What happened, e.g. "manifest.adopted", "manifest.rejected"."""
+    detail: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        kind: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "detail", b"detail", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeEvent: _TypeAlias = NodeEvent  # noqa: Y015
 
 @_typing.final
 class CheckSubjectsRequest(_message.Message):

@@ -1,0 +1,315 @@
+"""A whole federation on one machine: the five Jiaodong cities as separate node processes.
+
+``credit-node demo`` (and ``make demo``) runs this: it creates five node identities in a
+temporary directory, forms a federation manifest signed by a threshold of them, installs
+it, starts five ``credit-node serve`` processes on loopback, waits until every node sees
+every other, prints the federation, runs the scenarios below, and stops every process.
+
+Each scenario is a function of the running :class:`DemoFederation`; later features add
+theirs to :data:`SCENARIOS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from creditnet.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from federation.clock import SystemClock
+from federation.errors import CreditNetError
+from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
+from federation.member import Member
+from federation.presets import preset
+from federation.signing import SigningKey
+from node.cli.status import format_status
+from node.client import NodeClient
+from node.config import NodeConfig, load_config
+from node.identity import init_node
+from node.keystore import read_secret
+from node.service.tls import server_name_option
+from node.trust import install_manifest
+
+FEDERATION = "jiaodong"
+THRESHOLD = 3
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+
+Say = Callable[[str], None]
+
+
+class DemoFailedError(CreditNetError):
+    """A demo step did not reach the state it waits for."""
+
+
+@dataclass
+class DemoNode:
+    member: Member
+    config: NodeConfig
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def city(self) -> str:
+        return f"{self.member.city_code} {self.member.name}"
+
+    def signing_key(self) -> SigningKey:
+        return SigningKey.from_pem(read_secret(self.config.signing_key_path))
+
+    def status(self) -> client_pb2.GetStatusResponse:
+        with NodeClient(self.config, timeout_s=2.0) as client:
+            return client.status()
+
+
+@dataclass
+class DemoFederation:
+    root: Path
+    nodes: list[DemoNode]
+    manifest: SignedManifest
+    say: Say
+    clock: SystemClock = field(default_factory=SystemClock)
+
+    def wait_until(self, what: str, check: Callable[[], bool], timeout_s: float) -> float:
+        """Poll ``check`` until it holds; returns the seconds it took."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            with contextlib.suppress(CreditNetError):
+                if check():
+                    return time.monotonic() - start
+            for node in self.nodes:
+                if node.process is not None and node.process.poll() is not None:
+                    raise DemoFailedError(
+                        f"node {node.city} exited with code {node.process.returncode} "
+                        f"while waiting until {what}; its log: {node.config.home / 'node.log'}"
+                    )
+            time.sleep(0.2)
+        raise DemoFailedError(f"timed out after {timeout_s:.0f}s waiting until {what}")
+
+
+def sign(manifest: Manifest, signers: list[DemoNode]) -> SignedManifest:
+    signed = SignedManifest(manifest=manifest, signatures=())
+    for node in signers:
+        signed = signed.sign(node.signing_key(), city_code=node.member.city_code)
+    return signed
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _init(home: Path, city_code: str, peer_port: int, client_port: int, bits: int) -> Member:
+    return init_node(
+        home,
+        city_code=city_code,
+        endpoint=f"127.0.0.1:{peer_port}",
+        client_listen=f"127.0.0.1:{client_port}",
+        paillier_bits=bits,
+    )
+
+
+def create_nodes(root: Path, city_codes: list[str], *, paillier_bits: int) -> list[DemoNode]:
+    """Node identities for ``city_codes``; key generation runs on all cores."""
+    ports = _free_ports(2 * len(city_codes))
+    homes = [root / code for code in city_codes]
+    with ProcessPoolExecutor(max_workers=min(len(city_codes), os.cpu_count() or 1)) as pool:
+        members = list(
+            pool.map(
+                _init,
+                homes,
+                city_codes,
+                ports[0::2],
+                ports[1::2],
+                [paillier_bits] * len(city_codes),
+            )
+        )
+    return [DemoNode(m, load_config(h)) for m, h in zip(members, homes, strict=True)]
+
+
+def start(node: DemoNode) -> None:
+    log = (node.config.home / "node.log").open("ab")
+    node.process = subprocess.Popen(
+        [sys.executable, "-m", "node.cli.main", "serve", "--dir", str(node.config.home)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    log.close()
+
+
+def stop(nodes: list[DemoNode]) -> list[int]:
+    """SIGTERM every node, wait for a clean exit, SIGKILL stragglers; returns exit codes."""
+    running = [n for n in nodes if n.process is not None and n.process.poll() is None]
+    for node in running:
+        assert node.process is not None
+        node.process.send_signal(signal.SIGTERM)
+    codes = []
+    for node in nodes:
+        if node.process is None:
+            continue
+        try:
+            codes.append(node.process.wait(timeout=STOP_TIMEOUT_S))
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            codes.append(node.process.wait())
+    return codes
+
+
+def all_reachable(nodes: list[DemoNode], version: int) -> bool:
+    for node in nodes:
+        status = node.status()
+        if status.manifest_version != version:
+            return False
+        if not all(m.reachable and m.manifest_version == version for m in status.members):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def running_federation(root: Path, *, paillier_bits: int, say: Say) -> Iterator[DemoFederation]:
+    cities = preset(FEDERATION).cities
+    say(f"creating {len(cities)} node identities in {root} (Paillier {paillier_bits} bits)")
+    nodes = create_nodes(root, [c.code for c in cities], paillier_bits=paillier_bits)
+    clock = SystemClock()
+    manifest = build_manifest(
+        federation_id=FEDERATION,
+        federation_name=preset(FEDERATION).name,
+        members=[n.member for n in nodes],
+        threshold=THRESHOLD,
+        expires=clock.now() + dt.timedelta(days=30),
+    )
+    federation = DemoFederation(
+        root=root, nodes=nodes, manifest=sign(manifest, nodes[:THRESHOLD]), say=say, clock=clock
+    )
+    say(
+        f"federation manifest v1: {len(nodes)} members, threshold {THRESHOLD}, signed by "
+        + ", ".join(n.member.city_code for n in nodes[:THRESHOLD])
+    )
+    document = federation.manifest.to_bytes()
+    for node in nodes:
+        install_manifest(node.config, document, clock=clock)
+    try:
+        for node in nodes:
+            start(node)
+        say(f"started {len(nodes)} node processes on loopback; waiting until all are connected")
+        took = federation.wait_until(
+            "every node reaches every other", lambda: all_reachable(nodes, 1), READY_TIMEOUT_S
+        )
+        say(f"all {len(nodes)} members connected and healthy after {took:.1f}s\n")
+        yield federation
+    finally:
+        codes = stop(nodes)
+        if any(codes):
+            say(f"node exit codes: {codes}")
+            raise DemoFailedError(f"not every node stopped cleanly (exit codes {codes})")
+        say(f"\nall {len(nodes)} nodes stopped cleanly (exit code 0)")
+
+
+# --- scenarios --------------------------------------------------------------------
+
+
+def scenario_outsider_refused(federation: DemoFederation) -> None:
+    """A sixth node, not in the manifest, cannot reach a member's peer API."""
+    (outsider,) = create_nodes(federation.root / "outsiders", ["370100"], paillier_bits=1024)
+    target = federation.nodes[0]
+    keys_dir = outsider.config
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=target.member.tls_certificate.encode(),
+        private_key=read_secret(keys_dir.tls_key_path),
+        certificate_chain=keys_dir.tls_cert_path.read_bytes(),
+    )
+    with grpc.secure_channel(
+        target.member.endpoint, credentials, options=[server_name_option(target.member.city_code)]
+    ) as channel:
+        stub = peer_pb2_grpc.PeerServiceStub(channel)
+        try:
+            stub.Hello(peer_pb2.HelloRequest(federation_id=FEDERATION), timeout=3)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            if code is not grpc.StatusCode.UNAVAILABLE:
+                raise DemoFailedError(
+                    f"outsider got {code}, expected a refused handshake"
+                ) from None
+        else:
+            raise DemoFailedError("a node outside the manifest reached a member's peer API")
+    federation.say(
+        f"outsider 370100 济南 (not in the manifest) -> {target.city}: refused at the TLS "
+        "handshake, as it must be"
+    )
+
+
+def scenario_manifest_update(federation: DemoFederation) -> None:
+    """Version 2 (longer expiry, threshold 4) installed at one city reaches all five."""
+    current = federation.manifest.manifest
+    manifest = next_version(
+        current, expires=federation.clock.now() + dt.timedelta(days=90), threshold=4
+    )
+    signers = federation.nodes[1:5]
+    signed = sign(manifest, signers)
+    first = federation.nodes[0]
+    install_manifest(first.config, signed.to_bytes(), clock=federation.clock)
+    federation.say(
+        f"manifest v2 (threshold 4, signed by {', '.join(n.member.city_code for n in signers)})"
+        f" installed at {first.city} only"
+    )
+    took = federation.wait_until(
+        "every node holds manifest v2",
+        lambda: all_reachable(federation.nodes, 2),
+        READY_TIMEOUT_S,
+    )
+    federation.manifest = signed
+    federation.say(f"every member verified and adopted v2 from its peers within {took:.1f}s")
+
+
+SCENARIOS: list[Callable[[DemoFederation], None]] = [
+    scenario_outsider_refused,
+    scenario_manifest_update,
+]
+
+
+def run_demo(*, workdir: Path | None, paillier_bits: int, keep: bool, say: Say = print) -> int:
+    root = Path(tempfile.mkdtemp(prefix="credit-demo-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with running_federation(root, paillier_bits=paillier_bits, say=say) as federation:
+            say(format_status(federation.nodes[0].status(), now=federation.clock.now()))
+            say("")
+            for node in federation.nodes:
+                status = node.status()
+                seen = sum(1 for m in status.members if m.reachable)
+                say(
+                    f"  {node.city}: sees {seen}/{len(status.members)} members, "
+                    f"manifest v{status.manifest_version}"
+                )
+            say("")
+            for scenario in SCENARIOS:
+                title = (scenario.__doc__ or scenario.__name__).splitlines()[0]
+                say(f"--- {title}")
+                scenario(federation)
+    finally:
+        if not keep and workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+        elif keep:
+            say(f"node directories kept in {root}")
+    say("demo finished: OK")
+    return 0

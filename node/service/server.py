@@ -1,0 +1,204 @@
+"""Assembles and runs a node: two gRPC servers, the heartbeat, and a clean shutdown.
+
+- The peer server (``[peer] listen``) speaks only to members, over pinned mutual TLS.
+- The client server (``[client] listen``, loopback by default) speaks only to the city's
+  own platform, over TLS with the node's certificate and a bearer token.
+Both serve gRPC health checking and reflection. SIGTERM or SIGINT stops the node: health
+turns NOT_SERVING, new calls are refused, calls in flight get a grace period, then the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# The asyncio health servicer (public as grpc_health.v1.health.aio, untyped there).
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from creditnet.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
+from federation.clock import Clock, SystemClock
+from federation.errors import FailedPreconditionError
+from federation.member import Member, parse_member_card
+from node.config import NodeConfig
+from node.keystore import NodeKeys, load_node_keys
+from node.peers import PeerLinks
+from node.service.client_api import ClientApi, TokenAuthInterceptor
+from node.service.options import server_options
+from node.service.peer_api import PeerApi
+from node.service.tls import PinnedServerCredentials
+from node.storage.database import Database, open_database
+from node.storage.repositories import (
+    EventRepository,
+    ManifestRepository,
+    PeerContactRepository,
+)
+from node.trust import TrustStore, check_membership
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+def _bind(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials, what: str
+) -> None:
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise FailedPreconditionError(
+            f"cannot listen for the {what} on {address}: the port is in use or the address "
+            "is not on this machine",
+            hint="stop whatever holds the port, or change the address in node.toml",
+        )
+
+
+def _health_and_reflection(server: grpc.aio.Server, service_name: str) -> HealthServicer:
+    checker = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    reflection.enable_server_reflection(
+        [
+            service_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    return checker
+
+
+async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> None:
+    """Run until SIGTERM or SIGINT. Raises a CreditNetError if the node cannot start."""
+    clock = clock or SystemClock()
+    keys = load_node_keys(config)
+    me = parse_member_card(config.member_card_path.read_bytes())
+    database = open_database(config.database_url)
+    try:
+        await _run(config, keys=keys, me=me, database=database, clock=clock)
+    finally:
+        database.close()
+
+
+async def _run(
+    config: NodeConfig, *, keys: NodeKeys, me: Member, database: Database, clock: Clock
+) -> None:
+    trust = TrustStore(ManifestRepository(database), clock)
+    manifest = trust.check_current()
+    check_membership(manifest, me)
+    contacts = PeerContactRepository(database)
+    events = EventRepository(database)
+    started = clock.now()
+
+    links = PeerLinks(
+        city_code=config.city_code,
+        tls_key_pem=keys.tls_key_pem,
+        tls_cert_pem=keys.tls_cert_pem,
+        trust=trust,
+        contacts=contacts,
+        events=events,
+        clock=clock,
+        timeout_s=config.peer_timeout_s,
+        max_message_bytes=config.max_message_bytes,
+    )
+    links.follow(manifest)
+    pinned = PinnedServerCredentials(
+        key_pem=keys.tls_key_pem, cert_pem=keys.tls_cert_pem, manifest=manifest
+    )
+    trust.on_change(pinned.follow)
+    trust.on_change(links.follow)
+
+    options = server_options(config.max_message_bytes)
+    peer_server = grpc.aio.server(options=options)
+    peer_pb2_grpc.add_PeerServiceServicer_to_server(
+        PeerApi(
+            city_code=config.city_code, trust=trust, links=links, contacts=contacts, clock=clock
+        ),
+        peer_server,
+    )
+    peer_health = _health_and_reflection(
+        peer_server, peer_pb2.DESCRIPTOR.services_by_name["PeerService"].full_name
+    )
+    _bind(peer_server, config.peer_listen, pinned.credentials(), "peer API")
+
+    client_server = grpc.aio.server(
+        options=options, interceptors=[TokenAuthInterceptor(keys.client_token)]
+    )
+    client_pb2_grpc.add_ClientServiceServicer_to_server(
+        ClientApi(
+            city_code=config.city_code,
+            trust=trust,
+            contacts=contacts,
+            events=events,
+            clock=clock,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            started=started,
+        ),
+        client_server,
+    )
+    client_health = _health_and_reflection(
+        client_server, client_pb2.DESCRIPTOR.services_by_name["ClientService"].full_name
+    )
+    _bind(
+        client_server,
+        config.client_listen,
+        grpc.ssl_server_credentials([(keys.tls_key_pem, keys.tls_cert_pem)]),
+        "client API",
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    await peer_server.start()
+    await client_server.start()
+    for checker in (peer_health, client_health):
+        await checker.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "node started",
+        extra={
+            "fields": {
+                "peer_listen": config.peer_listen,
+                "client_listen": config.client_listen,
+                "manifest_version": manifest.version,
+                "members": len(manifest.members),
+            }
+        },
+    )
+    heartbeat = asyncio.create_task(_heartbeat(config, trust, links, stop))
+    try:
+        await stop.wait()
+    finally:
+        log.info("node stopping", extra={"fields": {"grace_s": SHUTDOWN_GRACE_S}})
+        for checker in (peer_health, client_health):
+            await checker.enter_graceful_shutdown()
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        await asyncio.gather(
+            peer_server.stop(SHUTDOWN_GRACE_S), client_server.stop(SHUTDOWN_GRACE_S)
+        )
+        await links.close()
+        log.info("node stopped")
+
+
+async def _heartbeat(
+    config: NodeConfig, trust: TrustStore, links: PeerLinks, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            trust.refresh()
+            await links.heartbeat()
+        except Exception:
+            # A failing round must not end the loop: the next one may succeed.
+            log.exception("heartbeat round failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=config.heartbeat_interval_s)

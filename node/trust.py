@@ -1,0 +1,181 @@
+"""The node's trust store: the chain of federation manifests it has accepted, persisted.
+
+The rules (threshold, versions, expiry) live in :mod:`federation.manifest`; this module
+applies them to what is stored and records every version it adopts, so that a restarted
+node trusts exactly what it trusted before and can hand the chain to peers that lag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+from federation.clock import Clock, format_utc
+from federation.errors import CreditNetError, FailedPreconditionError
+from federation.manifest import Manifest, SignedManifest, TrustedChain
+from federation.member import Member, parse_member_card
+from node.config import NodeConfig
+from node.storage.database import open_database
+from node.storage.repositories import ManifestRepository, StoredManifest
+
+log = logging.getLogger(__name__)
+
+
+class NotInManifestError(FailedPreconditionError):
+    """This node's own identity does not match any member of the manifest."""
+
+
+class TrustStore:
+    def __init__(self, repository: ManifestRepository, clock: Clock) -> None:
+        self._repository = repository
+        self._clock = clock
+        self._chain: TrustedChain | None = None
+        self._listeners: list[Callable[[Manifest], None]] = []
+        self._load()
+
+    def _load(self) -> None:
+        stored = self._repository.chain()
+        if stored:
+            # Re-verified: a database edited behind the node's back must not become trusted.
+            self._chain = TrustedChain.restore(
+                [SignedManifest.from_bytes(s.document) for s in stored]
+            )
+
+    @property
+    def installed(self) -> bool:
+        return self._chain is not None
+
+    @property
+    def current(self) -> Manifest:
+        if self._chain is None:
+            raise FailedPreconditionError(
+                "no federation manifest is installed",
+                hint="install one with: credit-node federation install MANIFEST --dir DIR",
+            )
+        return self._chain.current
+
+    def on_change(self, listener: Callable[[Manifest], None]) -> None:
+        self._listeners.append(listener)
+
+    def documents_after(self, version: int) -> list[bytes]:
+        return [s.document for s in self._repository.after(version)]
+
+    def check_current(self) -> Manifest:
+        """The current manifest, refusing an expired one (fail closed)."""
+        manifest = self.current
+        if manifest.is_expired(self._clock.now()):
+            raise FailedPreconditionError(
+                f"federation manifest v{manifest.version} expired at "
+                f"{format_utc(manifest.expires)}",
+                hint="sign and install a newer version (credit-node federation create --from)",
+            )
+        return manifest
+
+    def install(self, document: bytes, *, source: str, me: Member | None = None) -> Manifest:
+        """Accept one manifest from the operator: the first one, or the next version."""
+        candidate = SignedManifest.from_bytes(document)
+        if self._chain is not None:
+            return self._extend([candidate], source)
+        chain = TrustedChain.bootstrap(candidate, now=self._clock.now())
+        if me is not None:
+            check_membership(chain.current, me)
+        self._store([candidate], source)
+        self._chain = chain
+        self._notify()
+        return self.current
+
+    def adopt_chain(self, documents: Sequence[bytes], *, source: str) -> Manifest:
+        """Walk versions offered by a peer; all or nothing (only the last is checked for
+        expiry, like TUF's root rotation)."""
+        if self._chain is None:
+            raise FailedPreconditionError("cannot adopt peer manifests before the first install")
+        return self._extend([SignedManifest.from_bytes(d) for d in documents], source)
+
+    def _extend(self, candidates: Sequence[SignedManifest], source: str) -> Manifest:
+        assert self._chain is not None
+        self._chain.update_many(candidates, now=self._clock.now())  # verifies; all or nothing
+        try:
+            self._store(candidates, source)
+        except Exception:
+            self._load()  # memory follows what was stored, nothing more
+            raise
+        self._notify()
+        return self.current
+
+    def refresh(self) -> bool:
+        """Pick up versions another process (the operator's CLI) stored meanwhile."""
+        if self._chain is None:
+            self._load()
+            return self._chain is not None
+        newer = self._repository.after(self._chain.current.version)
+        if not newer:
+            return False
+        try:
+            self._chain.update_many(
+                [SignedManifest.from_bytes(s.document) for s in newer], now=self._clock.now()
+            )
+        except CreditNetError as exc:
+            log.warning("stored manifest not adopted", extra={"fields": {"reason": exc.message}})
+            return False
+        self._notify()
+        return True
+
+    def _store(self, accepted: Sequence[SignedManifest], source: str) -> None:
+        now = self._clock.now()
+        records = []
+        for signed in accepted:
+            document = signed.to_bytes()
+            records.append(
+                StoredManifest(
+                    version=signed.manifest.version,
+                    federation_id=signed.manifest.federation_id,
+                    document=document,
+                    sha256=hashlib.sha256(document).hexdigest(),
+                    expires=signed.manifest.expires,
+                    adopted_at=now,
+                    source=source,
+                )
+            )
+        self._repository.append_many(records)
+        for record in records:
+            log.info(
+                "manifest adopted",
+                extra={"fields": {"version": record.version, "source": source}},
+            )
+
+    def _notify(self) -> None:
+        manifest = self.current
+        for listener in self._listeners:
+            listener(manifest)
+
+
+def check_membership(manifest: Manifest, me: Member) -> None:
+    """Refuse a manifest that does not list this node with exactly its own keys."""
+    listed = manifest.member(me.city_code)
+    if listed is None:
+        raise NotInManifestError(
+            f"this node ({me.city_code}) is not a member of federation manifest "
+            f"v{manifest.version} ({manifest.federation_id})"
+        )
+    if listed.signing_key != me.signing_key:
+        raise NotInManifestError(
+            f"manifest v{manifest.version} lists another signing key for {me.city_code}"
+        )
+    if listed.tls_fingerprint != me.tls_fingerprint:
+        raise NotInManifestError(
+            f"manifest v{manifest.version} lists another TLS certificate for {me.city_code}"
+        )
+
+
+def install_manifest(config: NodeConfig, document: bytes, *, clock: Clock) -> Manifest:
+    """Install a manifest into a node's trust store (the node may be running: it picks up
+    the new version at its next heartbeat)."""
+    me = parse_member_card(config.member_card_path.read_bytes())
+    database = open_database(config.database_url)
+    try:
+        return TrustStore(ManifestRepository(database), clock).install(
+            document, source="operator", me=me
+        )
+    finally:
+        database.close()
