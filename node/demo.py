@@ -287,7 +287,14 @@ SCENARIOS: list[Callable[[DemoFederation], None]] = [
 ]
 
 
+def _stop_on_signal(signum: int, frame: object) -> None:
+    # SIGTERM/SIGHUP would end the demo without running its clean-up; an exception does.
+    raise KeyboardInterrupt
+
+
 def run_demo(*, workdir: Path | None, paillier_bits: int, keep: bool, say: Say = print) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     root = Path(tempfile.mkdtemp(prefix="credit-demo-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
     try:
