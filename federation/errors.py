@@ -133,3 +133,32 @@ class StorageError(CreditNetError):
     """The database cannot be reached or is not at the expected schema."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+# --- sanction-list logs --------------------------------------------------------------
+
+
+class ListEntryError(InvalidInputError):
+    """A list entry, removal or objection is not valid (the message says which field)."""
+
+
+class ConflictError(AlreadyExistsError):
+    """The same decision (authority, document number) was submitted with other content."""
+
+
+class InvalidProofError(CreditNetError):
+    """A Merkle inclusion or consistency proof does not verify, or is malformed."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class CheckpointError(CreditNetError):
+    """A signed checkpoint is malformed, not signed by its origin, or from the future."""
+
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class SplitViewError(CreditNetError):
+    """A city showed two histories that cannot both be true; sync from it is stopped."""
+
+    code = ErrorCode.FAILED_PRECONDITION
