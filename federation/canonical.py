@@ -19,10 +19,13 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 def _check(value: JSONValue, path: str) -> None:
     if isinstance(value, float):
         raise InvalidInputError(f"{path}: floats are not allowed in signed documents")
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        _check_text(value, path)
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInputError(f"{path}: object keys must be strings")
+            _check_text(key, path)
             _check(item, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -31,12 +34,23 @@ def _check(value: JSONValue, path: str) -> None:
         raise InvalidInputError(f"{path}: {type(value).__name__} is not a JSON value")
 
 
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{path}: text is not valid Unicode (lone surrogate)") from None
+
+
 def canonical_bytes(value: JSONValue) -> bytes:
     """Encode ``value`` in canonical JSON."""
     _check(value, "$")
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"cannot encode document: {exc}") from None
+    return text.encode("utf-8")
 
 
 def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValue]:
@@ -45,7 +59,10 @@ def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValu
         raise InvalidInputError(f"{what} is {len(data)} bytes, more than {MAX_DOCUMENT_BYTES}")
     try:
         value = json.loads(
-            data.decode("utf-8"), parse_float=_refuse_float, object_pairs_hook=_unique_keys
+            data.decode("utf-8"),
+            parse_float=_refuse_float,
+            parse_constant=_refuse_float,
+            object_pairs_hook=_unique_keys,
         )
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{what} is not UTF-8 text: {exc.reason}") from None
@@ -53,10 +70,13 @@ def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValu
         raise InvalidInputError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InvalidInputError(f"{what} is nested too deeply") from None
     except ValueError as exc:
         raise InvalidInputError(f"{what}: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a JSON object")
+    _check(value, "$")
     return value
 
 

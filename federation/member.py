@@ -21,8 +21,8 @@ from federation.errors import InvalidInputError, SignatureError
 from federation.signing import PublicKey, SigningKey, b64decode, b64encode
 
 CARD_TYPE = "creditnet.member-card/v1"
-CITY_CODE = re.compile(r"[1-9]\d{5}")
-ENDPOINT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+CITY_CODE = re.compile(r"[1-9][0-9]{5}")
+ENDPOINT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
 
 
 def check_city_code(code: object) -> str:
@@ -72,7 +72,7 @@ class Member:
         check_endpoint(self.endpoint)
         if not self.name or len(self.name) > 100:
             raise InvalidInputError("member name must be 1 to 100 characters")
-        if self.paillier_n.bit_length() < 1024:
+        if self.paillier_n < 0 or self.paillier_n.bit_length() < 1024:
             raise InvalidInputError("Paillier modulus must have at least 1024 bits")
         certificate_fingerprint(self.tls_certificate)
 
@@ -116,6 +116,8 @@ class Member:
         if not isinstance(paillier, dict) or not isinstance(paillier.get("n"), str):
             raise InvalidInputError(f"{where}: paillier_public_key.n must be a hex string")
         try:
+            if not re.fullmatch(r"[0-9a-fA-F]+", paillier["n"]):
+                raise ValueError
             n = int(paillier["n"], 16)
         except ValueError:
             raise InvalidInputError(f"{where}: paillier_public_key.n is not hex") from None

@@ -25,7 +25,11 @@ from federation.member import Member, tls_server_name
 
 
 def members_bundle(manifest: Manifest) -> bytes:
-    return b"".join(m.tls_certificate.encode("ascii") for m in manifest.members)
+    # One certificate per line block: a PEM without its final newline would otherwise glue
+    # onto the next one and make the whole bundle unreadable.
+    return b"".join(
+        m.tls_certificate.encode("ascii").rstrip(b"\n") + b"\n" for m in manifest.members
+    )
 
 
 class PinnedServerCredentials:

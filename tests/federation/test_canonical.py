@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import math
 from typing import Any
@@ -17,7 +18,9 @@ from federation.errors import InvalidInputError
 scalars = st.none() | st.booleans() | st.integers() | st.text()
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 json_objects = st.dictionaries(st.text(), json_values, max_size=5)
@@ -145,7 +148,7 @@ def test_parse_document_refuses_deep_nesting_as_invalid_input() -> None:
 
 
 def test_parse_document_names_what_it_parses() -> None:
-    with pytest.raises(InvalidInputError, match="^member card must be a JSON object$"):
+    with pytest.raises(InvalidInputError, match=r"^member card must be a JSON object$"):
         parse_document(b"[]", what="member card")
 
 
@@ -172,15 +175,15 @@ def test_parse_inverts_canonical_bytes(value: dict[str, Any]) -> None:
 @settings(max_examples=300)
 @given(st.binary(max_size=200))
 def test_parse_document_raises_only_invalid_input_on_bytes(data: bytes) -> None:
-    try:
+    with contextlib.suppress(InvalidInputError):
         parse_document(data)
-    except InvalidInputError:
-        pass
 
 
 json_tokens = st.sampled_from(
-    ["{", "}", "[", "]", ",", ":", '"a"', '"\\ud800"', "1", "1.0", "-0", "NaN", "Infinity"]
-    + ["true", "null", " ", '"\\u00e9"', "\xff", "1e5", '"', "\\"]
+    [
+        *["{", "}", "[", "]", ",", ":", "1", "-0", "true", "null", " ", '"', "\\"],
+        *['"a"', '"\\ud800"', '"\\u00e9"', "\xff", "1.0", "1e5", "NaN", "Infinity"],
+    ]
 )
 
 

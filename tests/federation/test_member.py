@@ -237,7 +237,7 @@ def test_member_refuses_negative_modulus_directly(qingdao: TestCity) -> None:
 def test_member_from_json_error_names_the_city(qingdao: TestCity) -> None:
     value = _member_json(qingdao)
     value["tls_cert_sha256"] = "0" * 64
-    with pytest.raises(InvalidInputError, match="^member 370200: "):
+    with pytest.raises(InvalidInputError, match=r"^member 370200: "):
         Member.from_json(value)
 
 
@@ -352,7 +352,7 @@ def test_malformed_card_is_refused(
 
 
 def test_card_that_is_not_json_is_refused() -> None:
-    with pytest.raises(InvalidInputError, match="^member card is not valid JSON"):
+    with pytest.raises(InvalidInputError, match=r"^member card is not valid JSON"):
         parse_member_card(b"{")
 
 

@@ -140,7 +140,7 @@ def test_from_json_error_names_the_key() -> None:
 
 def test_b64_round_trip_and_strictness() -> None:
     assert b64decode(b64encode(b"\x00\xff"), what="x") == b"\x00\xff"
-    with pytest.raises(InvalidInputError, match="^sig is not valid base64$"):
+    with pytest.raises(InvalidInputError, match=r"^sig is not valid base64$"):
         b64decode("AA\nAA==", what="sig")
 
 

@@ -39,7 +39,7 @@ def test_json_one_object_per_line(capture: Any) -> None:
     logger, handler, stream = capture
     handler.setFormatter(JsonFormatter("370200"))
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    logger.info("manifest adopted %s", "v4", extra={"fields": {"version": 4, "city": "烟台"}})
+    logger.info("manifest adopted %s", "v4", extra={"fields": {"version": 4}})
     logger.warning("peer down\nsecond line")
     after = dt.datetime.now(dt.UTC)
     first, second = json_lines(stream)  # exactly two lines, even with a newline in a message
@@ -48,6 +48,7 @@ def test_json_one_object_per_line(capture: Any) -> None:
     assert first["logger"] == "creditnet.test.logs"
     assert first["msg"] == "manifest adopted v4"
     assert first["version"] == 4
+    assert first["city"] == "370200"
     assert before <= parse_utc(first["ts"]) <= after
     assert second["level"] == "warning"
     assert second["msg"] == "peer down\nsecond line"
@@ -64,6 +65,20 @@ def test_json_fields_merged_and_non_json_values_as_text(capture: Any) -> None:
     assert entry["peer"] == "370200"
     assert entry["ok"] is False
     assert entry["city"] == "370600"
+
+
+def test_json_fields_cannot_replace_the_standard_keys(capture: Any) -> None:
+    # A call site passing {"city": peer} or {"level": ...} must not disguise the line.
+    logger, handler, stream = capture
+    handler.setFormatter(JsonFormatter("370200"))
+    spoof = {"ts": "1970-01-01T00:00:00Z", "level": "debug", "city": "370600"}
+    logger.error("real message", extra={"fields": {**spoof, "logger": "x", "msg": "other"}})
+    (entry,) = json_lines(stream)
+    assert entry["level"] == "error"
+    assert entry["city"] == "370200"
+    assert entry["logger"] == "creditnet.test.logs"
+    assert entry["msg"] == "real message"
+    assert entry["ts"] != "1970-01-01T00:00:00Z"
 
 
 def test_json_without_fields(capture: Any) -> None:

@@ -50,7 +50,9 @@ def test_columns_line_up_with_chinese_names() -> None:
     ]
     lines = render_table(header, rows).splitlines()
     assert len(lines) == 5
-    starts = [column_starts(line, cells) for line, cells in zip(lines, [header, *rows], strict=True)]
+    starts = [
+        column_starts(line, cells) for line, cells in zip(lines, [header, *rows], strict=True)
+    ]
     assert all(s == starts[0] for s in starts), starts
     # The name column is as wide as its widest cell (青岛_Qingdao: 2*2 + 8) plus two spaces.
     assert starts[0] == [0, 8, 8 + 12 + 2]
@@ -75,7 +77,9 @@ cell_text = st.text(st.sampled_from("aZ9-青岛烟台威海ＡＢ"), min_size=1,
 def test_columns_always_line_up(table: tuple[list[str], list[list[str]]]) -> None:
     header, rows = table
     lines = render_table(header, rows).splitlines()
-    starts = [column_starts(line, cells) for line, cells in zip(lines, [header, *rows], strict=True)]
+    starts = [
+        column_starts(line, cells) for line, cells in zip(lines, [header, *rows], strict=True)
+    ]
     assert all(s == starts[0] for s in starts)
     # Each column is exactly as wide as its widest cell, then two spaces.
     expected, offset = [], 0

@@ -1,0 +1,147 @@
+"""The one place where domain errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+import grpc
+import pytest
+
+from federation import errors
+from federation.errors import CreditNetError, ErrorCode
+from node.service.errors import STATUS_FOR, translate_errors
+
+
+class FakeContext:
+    """The part of ``grpc.aio.ServicerContext`` that ``translate_errors`` uses."""
+
+    def __init__(self) -> None:
+        self.aborted: list[tuple[grpc.StatusCode, str]] = []
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        self.aborted.append((code, details))
+        raise grpc.aio.AbortError()
+
+
+class Servicer:
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+    @translate_errors
+    async def Echo(self, request: str, context: Any) -> str:  # gRPC method names are CamelCase
+        if self.error is not None:
+            raise self.error
+        return request.upper()
+
+    @translate_errors
+    async def Refuse(self, request: str, context: Any) -> str:
+        await context.abort(grpc.StatusCode.OUT_OF_RANGE, "out of range")
+        return "unreachable"
+
+
+def call(servicer: Servicer, method: str = "Echo") -> tuple[FakeContext, Any]:
+    context = FakeContext()
+    try:
+        result = asyncio.run(getattr(servicer, method)("ping", context))
+    except grpc.aio.AbortError:
+        return context, None
+    return context, result
+
+
+def test_every_error_code_has_a_status() -> None:
+    assert set(STATUS_FOR) == set(ErrorCode)
+
+
+def test_normal_return_passes_through() -> None:
+    context, result = call(Servicer())
+    assert result == "PING"
+    assert context.aborted == []
+
+
+def test_wrapper_keeps_the_method_name() -> None:
+    assert Servicer.Echo.__name__ == "Echo"
+
+
+def every_error_class() -> list[type[CreditNetError]]:
+    found = [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, CreditNetError)
+    ]
+    assert len(found) > 10
+    return found
+
+
+@pytest.mark.parametrize("error_class", every_error_class(), ids=lambda c: c.__name__)
+def test_domain_error_becomes_its_status_with_its_message(
+    error_class: type[CreditNetError],
+) -> None:
+    error = error_class("member 370600 is not in the manifest", hint="run federation sync")
+    context, result = call(Servicer(error))
+    assert result is None
+    assert context.aborted == [
+        (STATUS_FOR[error_class.code], "member 370600 is not in the manifest")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.InvalidInputError("bad"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.NotFoundError("bad"), grpc.StatusCode.NOT_FOUND),
+        (errors.SignatureError("bad"), grpc.StatusCode.PERMISSION_DENIED),
+        (errors.ExpiredManifestError("bad"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.StorageError("bad"), grpc.StatusCode.UNAVAILABLE),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else None,
+)
+def test_known_mappings(error: CreditNetError, status: grpc.StatusCode) -> None:
+    context, _ = call(Servicer(error))
+    assert context.aborted == [(status, "bad")]
+
+
+def test_unexpected_exception_becomes_internal_without_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "password=hunter2 at db.internal:5432"
+    with caplog.at_level(logging.ERROR, logger="node.service.errors"):
+        context, result = call(Servicer(RuntimeError(secret)))
+    assert result is None
+    ((status, details),) = context.aborted
+    assert status == grpc.StatusCode.INTERNAL
+    assert "reference" in details
+    assert secret not in details
+    assert "hunter2" not in details
+    assert "RuntimeError" not in details
+    # The details go to the log, under the same reference.
+    reference = details.rsplit(" ", 1)[-1].rstrip(")")
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.fields == {"reference": reference}  # type: ignore[attr-defined]
+    assert record.exc_info is not None
+    assert secret in str(record.exc_info[1])
+
+
+def test_references_differ_between_calls() -> None:
+    first, _ = call(Servicer(KeyError("x")))
+    second, _ = call(Servicer(KeyError("x")))
+    assert first.aborted[0][1] != second.aborted[0][1]
+
+
+def test_abort_inside_the_method_passes_through() -> None:
+    context, result = call(Servicer(), "Refuse")
+    assert result is None
+    assert context.aborted == [(grpc.StatusCode.OUT_OF_RANGE, "out of range")]
+
+
+def test_cancellation_is_not_turned_into_internal() -> None:
+    context = FakeContext()
+    servicer = Servicer(asyncio.CancelledError())
+
+    async def main() -> object:
+        return await servicer.Echo("ping", cast(Any, context))
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    assert context.aborted == []
