@@ -1,14 +1,44 @@
-"""A small synchronous client for a node's client API, used by the CLI and the demo."""
+"""A small synchronous client for a node's client API, used by the CLI and the demo.
+
+gRPC failures become :class:`CreditNetError` subclasses carrying the server's message
+(which the node writes to be safe to show): a caller handles one error family, and the
+CLI prints it without a traceback.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
 import grpc
 
-from creditnet.v1 import client_pb2, client_pb2_grpc
-from federation.errors import UnavailableError
+from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2
+from federation.errors import (
+    CreditNetError,
+    FailedPreconditionError,
+    InvalidInputError,
+    NotFoundError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from federation.member import tls_server_name
-from node.config import NodeConfig
+from node.config import NodeConfig, client_target
 from node.keystore import read_secret
+
+#: Recording up to 1000 changes is one database transaction and a log append per change;
+#: it is given longer than a query.
+SUBMIT_TIMEOUT_S = 120.0
+#: The node's limit per ExportEntries page.
+MAX_PAGE_SIZE = 1000
+
+_Response = TypeVar("_Response")
+
+_ERROR_FOR: dict[grpc.StatusCode, type[CreditNetError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+}
 
 
 class NodeClient:
@@ -23,7 +53,7 @@ class NodeClient:
             grpc.access_token_call_credentials(token),
         )
         self._channel = grpc.secure_channel(
-            config.client_listen,
+            client_target(config),
             credentials,
             options=[("grpc.ssl_target_name_override", tls_server_name(config.city_code))],
         )
@@ -39,19 +69,94 @@ class NodeClient:
         self._channel.close()
 
     def status(self) -> client_pb2.GetStatusResponse:
-        try:
-            return self._stub.GetStatus(client_pb2.GetStatusRequest(), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise self._unavailable(exc) from None
+        return self._call(self._stub.GetStatus, client_pb2.GetStatusRequest())
 
-    def _unavailable(self, exc: grpc.RpcError) -> UnavailableError:
+    # --- sanction lists -----------------------------------------------------------------
+
+    def submit(
+        self, changes: Sequence[lists_pb2.ListChange]
+    ) -> client_pb2.SubmitListChangesResponse:
+        """Record list changes of this city; each gets its own outcome (index = position)."""
+        request = client_pb2.SubmitListChangesRequest(changes=list(changes))
+        timeout = max(self._timeout, SUBMIT_TIMEOUT_S)
+        return self._call(self._stub.SubmitListChanges, request, timeout=timeout)
+
+    def subject_status(
+        self, subject_id: str, *, include_inactive: bool = False
+    ) -> client_pb2.GetSubjectStatusResponse:
+        """Every city's entries about one subject, with how fresh each city's replica is."""
+        request = client_pb2.GetSubjectStatusRequest(
+            subject_id=subject_id, include_inactive=include_inactive
+        )
+        return self._call(self._stub.GetSubjectStatus, request)
+
+    def export(
+        self,
+        *,
+        origin: str = "",
+        list_kind: str = "",
+        active_only: bool = False,
+        page_size: int = 500,
+    ) -> Iterator[lists_pb2.EntryView]:
+        """The entries the node holds, page after page (lazily: one page in memory)."""
+        if not 0 < page_size <= MAX_PAGE_SIZE:
+            raise InvalidInputError(f"page size {page_size} is out of range 1-{MAX_PAGE_SIZE}")
+        token = ""
+        while True:
+            request = client_pb2.ExportEntriesRequest(
+                origin=origin,
+                list_kind=list_kind,
+                active_only=active_only,
+                page_size=page_size,
+                page_token=token,
+            )
+            page = self._call(self._stub.ExportEntries, request)
+            yield from page.entries
+            token = page.next_page_token
+            if not token:
+                return
+
+    def history(self, origin: str, entry_id: str) -> client_pb2.GetEntryHistoryResponse:
+        """The events of one entry in its origin's log, in log order."""
+        request = client_pb2.GetEntryHistoryRequest(origin=origin, entry_id=entry_id)
+        return self._call(self._stub.GetEntryHistory, request)
+
+    def sync_status(self) -> client_pb2.GetSyncStatusResponse:
+        """Per city, how far this node's replica is behind, and any split view detected."""
+        request = client_pb2.GetSyncStatusRequest()
+        return self._call(self._stub.GetSyncStatus, request)
+
+    def resume(self, origin: str) -> client_pb2.ResumeSyncResponse:
+        """Let sync from ``origin`` start again after an operator looked at a split view."""
+        request = client_pb2.ResumeSyncRequest(origin=origin)
+        return self._call(self._stub.ResumeSync, request)
+
+    # --- errors -------------------------------------------------------------------------
+
+    def _call(
+        self, rpc: Callable[..., _Response], request: object, *, timeout: float | None = None
+    ) -> _Response:
+        try:
+            return rpc(request, timeout=self._timeout if timeout is None else timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> CreditNetError:
         code = exc.code() if isinstance(exc, grpc.Call) else None
-        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+        error = _ERROR_FOR.get(code) if code is not None else None
+        if error is not None:
+            return error(details)
         if code is grpc.StatusCode.UNAVAILABLE:
             return UnavailableError(
                 f"the node {self._config.city_code} is not answering on "
-                f"{self._config.client_listen}",
+                f"{client_target(self._config)}",
                 hint=f"is it running? start it with: credit-node serve --dir {self._config.home}",
+            )
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return UnavailableError(
+                f"the node {self._config.city_code} did not answer in time",
+                hint="it may be busy; try again (list changes are idempotent)",
             )
         name = code.name if code is not None else "error"
         return UnavailableError(f"the node refused the request ({name}): {details}")

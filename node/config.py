@@ -15,18 +15,22 @@ fixed and defined once, in :class:`NodeFiles`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from federation.errors import ConfigError, CreditNetError
 from federation.member import check_city_code, check_endpoint
+from federation.sanctions import DEFAULT_POLICIES, ListKind, ListPolicy, policies_from_config
 
 CONFIG_FILE = "node.toml"
+LISTS_SECTION = "lists"
 MEMBER_CARD_FILE = "member-card.json"
 KEYS_DIR = "keys"
 ENV_PREFIX = "CREDIT_NODE_"
@@ -37,6 +41,7 @@ DEFAULT_ENDPOINT = f"127.0.0.1:{DEFAULT_PEER_PORT}"
 DEFAULT_CLIENT_LISTEN = f"127.0.0.1:{DEFAULT_CLIENT_PORT}"
 DEFAULT_HEARTBEAT_INTERVAL_S = 2.0
 DEFAULT_PEER_TIMEOUT_S = 3.0
+DEFAULT_SYNC_INTERVAL_S = 5.0
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # gRPC message limits are signed 32-bit integers.
 MAX_MESSAGE_BYTES_LIMIT = 2**31 - 1
@@ -217,6 +222,7 @@ SETTINGS = (
     _Setting("storage", "url", "database_url", _database_url),
     _Setting("federation", "heartbeat_interval_s", "heartbeat_interval_s", _positive_float, float),
     _Setting("federation", "peer_timeout_s", "peer_timeout_s", _positive_float, float),
+    _Setting("federation", "sync_interval_s", "sync_interval_s", _positive_float, float),
     _Setting("limits", "max_message_bytes", "max_message_bytes", _message_limit, int),
     _Setting("log", "level", "log_level", _log_level),
     _Setting("log", "format", "log_format", _log_format),
@@ -241,6 +247,12 @@ class NodeConfig(NodeFiles):
     database_url: str = ""
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     peer_timeout_s: float = DEFAULT_PEER_TIMEOUT_S
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
+    # Which list kinds are shared in clear with whom, and their publicity periods
+    # ([lists.<slug>] tables; see federation.sanctions.DEFAULT_POLICIES).
+    list_policies: Mapping[ListKind, ListPolicy] = dataclasses.field(
+        default_factory=lambda: MappingProxyType(dict(DEFAULT_POLICIES))
+    )
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     log_level: str = "INFO"
     log_format: LogFormat = "json"
@@ -316,11 +328,17 @@ def _from_document(document: dict[str, Any], path: Path) -> dict[str, Any]:
         by_section.setdefault(setting.section, {})[setting.key] = setting
     values: dict[str, Any] = {}
     for section, table in document.items():
+        if section == LISTS_SECTION:
+            try:
+                values["list_policies"] = MappingProxyType(policies_from_config(table))
+            except CreditNetError as exc:
+                raise ConfigError(f"{path}: {exc.message}") from None
+            continue
         known = by_section.get(section)
         if known is None:
             raise ConfigError(
                 f"{path}: unknown section [{section}]",
-                hint=f"known sections: {', '.join(f'[{s}]' for s in by_section)}",
+                hint="known sections: " + ", ".join(f"[{s}]" for s in [*by_section, LISTS_SECTION]),
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a [{section}] table")
@@ -429,6 +447,9 @@ def render_config(config: NodeConfig) -> str:
         "[federation]",
         f"heartbeat_interval_s = {config.heartbeat_interval_s!r}",
         f"peer_timeout_s = {config.peer_timeout_s!r}",
+        "# How often this node pulls the other cities' list logs (it is also told at once",
+        "# when a city records a change).",
+        f"sync_interval_s = {config.sync_interval_s!r}",
         "",
         "[limits]",
         f"max_message_bytes = {config.max_message_bytes}",
@@ -436,6 +457,16 @@ def render_config(config: NodeConfig) -> str:
         "[log]",
         f"level = {s(config.log_level)}",
         f"format = {s(config.log_format)}",
+        "",
+        "# Per list kind: shared in clear with whom, and publicity periods (defaults from",
+        "# 发改办财金〔2019〕527号 and NDRC Order 58). A kind that is not public is never",
+        "# replicated in clear. Example:",
+        "# [lists.serious-dishonesty]",
+        '# replicate_to = "*"            # or a list of city codes',
+        "# min_publicity_days = 182",
+        "# max_publicity_days = 1095",
+        "# [lists.watch-list]",
+        "# public = false",
         "",
     ]
     return "\n".join(lines)

@@ -166,8 +166,9 @@ def init_node(
         (config.client_token_path, new_client_token().encode("ascii"), True),
         (config.tls_cert_path, tls_cert_pem, False),
         (config.member_card_path, card, False),
-        # Last: a node.toml means the directory holds a complete identity.
-        (config.config_path, render_config(config).encode("utf-8"), False),
+        # Last: a node.toml means the directory holds a complete identity. Kept 0600 like
+        # the keys: it may come to hold a database password.
+        (config.config_path, render_config(config).encode("utf-8"), True),
     ]
     written: list[Path] = []
     try:

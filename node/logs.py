@@ -56,3 +56,5 @@ def configure_logging(*, city_code: str, level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     # grpc's own asyncio logger is chatty about cancelled calls at shutdown.
     logging.getLogger("grpc").setLevel(logging.WARNING)
+    # Alembic announces every (no-op) migration check at start-up.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

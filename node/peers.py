@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
-from creditnet.v1 import peer_pb2, peer_pb2_grpc
+from creditnet.v1 import lists_pb2, peer_pb2, peer_pb2_grpc
 from federation.clock import Clock
 from federation.errors import CreditNetError
 from federation.manifest import Manifest
 from federation.member import Member
+from node.background import Background
 from node.service.options import channel_options
 from node.service.tls import peer_channel_credentials, server_name_option
 from node.storage.repositories import EventRepository, PeerContactRepository
@@ -50,7 +52,9 @@ class PeerLinks:
         clock: Clock,
         timeout_s: float,
         max_message_bytes: int,
+        background: Background,
     ) -> None:
+        self._background = background
         self._city_code = city_code
         self._key = tls_key_pem
         self._cert = tls_cert_pem
@@ -61,6 +65,8 @@ class PeerLinks:
         self._timeout = timeout_s
         self._max_message_bytes = max_message_bytes
         self._links: dict[str, _Link] = {}
+        self._reachable: dict[str, bool] = {}
+        self._on_reachable: list[Callable[[str], None]] = []
         self._pulling: set[str] = set()
         self._closing: list[grpc.aio.Channel] = []
 
@@ -97,21 +103,36 @@ class PeerLinks:
         try:
             answer = await link.stub.Hello(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            self._contacts.record_failure(code, self._clock.now(), _describe(exc))
+            self._failed(code, _describe(exc))
             return
         if answer.city_code != code:
-            self._contacts.record_failure(
-                code, self._clock.now(), f"answered as {answer.city_code!r}, expected {code}"
-            )
+            self._failed(code, f"answered as {answer.city_code!r}, expected {code}")
             return
         self._contacts.record_success(code, self._clock.now(), answer.manifest_version)
+        if self._reachable.get(code) is not True:
+            self._reachable[code] = True
+            log.info("peer reachable", extra={"fields": {"peer": code}})
+            for listener in self._on_reachable:
+                listener(code)
         if answer.manifest_version > manifest.version:
             await self.pull_manifests(code)
+
+    def on_reachable(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(city_code)`` whenever a member becomes reachable (again)."""
+        self._on_reachable.append(listener)
+
+    def _failed(self, code: str, error: str) -> None:
+        self._contacts.record_failure(code, self._clock.now(), error)
+        if self._reachable.get(code) is not False:
+            # Logged on the change only: a peer down for a day must not flood the log.
+            self._reachable[code] = False
+            log.warning("peer unreachable", extra={"fields": {"peer": code, "error": error}})
+            self._events.record(self._clock.now(), "peer.unreachable", f"{code}: {error}")
 
     def schedule_pull(self, city_code: str) -> None:
         """A caller told us it holds a newer manifest: fetch it soon, without blocking it."""
         if city_code in self._links and city_code not in self._pulling:
-            asyncio.get_running_loop().create_task(self.pull_manifests(city_code))
+            self._background.spawn(self.pull_manifests(city_code))
 
     async def pull_manifests(self, city_code: str) -> None:
         link = self._links.get(city_code)
@@ -150,6 +171,30 @@ class PeerLinks:
             )
         finally:
             self._pulling.discard(city_code)
+
+    def stub(self, city_code: str) -> peer_pb2_grpc.PeerServiceAsyncStub | None:
+        link = self._links.get(city_code)
+        return None if link is None else link.stub
+
+    def announce(self, checkpoint: bytes) -> None:
+        """Tell every member that our log grew (fire and forget: a member that misses the
+        notice pulls at its next interval anyway)."""
+        for link in list(self._links.values()):
+            self._background.spawn(self._notify(link, checkpoint))
+
+    async def _notify(self, link: _Link, checkpoint: bytes) -> None:
+        request = peer_pb2.NotifyAppendedRequest(
+            checkpoint=lists_pb2.SignedCheckpoint(document=checkpoint)
+        )
+        try:
+            # wait_for_ready: a channel still in reconnect backoff delays the notice instead
+            # of dropping it.
+            await link.stub.NotifyAppended(request, timeout=self._timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            log.info(
+                "append notice not delivered",
+                extra={"fields": {"peer": link.member.city_code, "error": _describe(exc)}},
+            )
 
     async def _close_dropped(self) -> None:
         closing, self._closing = self._closing, []

@@ -17,7 +17,7 @@ from federation.manifest import Manifest, SignedManifest, TrustedChain
 from federation.member import Member, parse_member_card
 from node.config import NodeConfig
 from node.storage.database import open_database
-from node.storage.repositories import ManifestRepository, StoredManifest
+from node.storage.repositories import EventRepository, ManifestRepository, StoredManifest
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,14 @@ class NotInManifestError(FailedPreconditionError):
 
 
 class TrustStore:
-    def __init__(self, repository: ManifestRepository, clock: Clock) -> None:
+    def __init__(
+        self,
+        repository: ManifestRepository,
+        clock: Clock,
+        events: EventRepository | None = None,
+    ) -> None:
         self._repository = repository
+        self._events = events
         self._clock = clock
         self._chain: TrustedChain | None = None
         self._listeners: list[Callable[[Manifest], None]] = []
@@ -143,6 +149,8 @@ class TrustStore:
                 "manifest adopted",
                 extra={"fields": {"version": record.version, "source": source}},
             )
+            if self._events is not None:
+                self._events.record(now, "manifest.adopted", f"v{record.version} from {source}")
 
     def _notify(self) -> None:
         manifest = self.current
@@ -174,8 +182,7 @@ def install_manifest(config: NodeConfig, document: bytes, *, clock: Clock) -> Ma
     me = parse_member_card(config.member_card_path.read_bytes())
     database = open_database(config.database_url)
     try:
-        return TrustStore(ManifestRepository(database), clock).install(
-            document, source="operator", me=me
-        )
+        store = TrustStore(ManifestRepository(database), clock, EventRepository(database))
+        return store.install(document, source="operator", me=me)
     finally:
         database.close()

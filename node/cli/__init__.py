@@ -2,6 +2,7 @@
 
 import os
 
-# gRPC core logs handshake failures on stderr in its own format; the node logs what matters
-# itself, in structured form. An operator can still set GRPC_VERBOSITY=debug.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+# gRPC core writes its own unstructured lines to stderr (handshake failures, a port in use);
+# the node reports what matters itself, as structured logs and clear errors. An operator
+# can still set GRPC_VERBOSITY=debug when chasing a transport problem.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")

@@ -11,14 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from federation.errors import CreditNetError, ErrorCode
-from node.cli import demo, federation, init, serve, status, subject
+from node.cli import demo, federation, init, lists, serve, status, subject
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMAND_GROUPS = (init, serve, status, federation, subject, demo)
+COMMAND_GROUPS = (init, serve, status, federation, subject, lists, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code is ErrorCode.INVALID_INPUT else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``credit-node status | head``): nothing left to say.
+        sys.stderr.close()
+        return EXIT_OK
     return code
 
 

@@ -10,10 +10,16 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from creditnet.v1 import client_pb2, client_pb2_grpc, manifest_pb2
+from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, manifest_pb2, subject_pb2
 from federation.clock import Clock
-from federation.errors import InvalidInputError
-from federation.subjects import CHINA_TZ, SubjectKind, check_subject
+from federation.errors import CreditNetError, InvalidInputError
+from federation.member import check_city_code
+from federation.subjects import CHINA_TZ, SubjectKind, check_subject, parse_subject
+from node.ledger import Change, Outcome, OwnLog
+from node.peers import PeerLinks
+from node.queries import Freshness, ListQueries
+from node.replication import Replicator
+from node.service.convert import change_from_wire, history_to_wire, timestamp, view_to_wire
 from node.service.errors import translate_errors
 from node.storage.repositories import EventRepository, PeerContactRepository
 from node.trust import TrustStore
@@ -22,8 +28,8 @@ MAX_IDENTIFIERS = 1000
 MAX_IDENTIFIER_CHARS = 64
 
 _KIND = {
-    SubjectKind.USCC: client_pb2.SUBJECT_KIND_USCC,
-    SubjectKind.RESIDENT_ID: client_pb2.SUBJECT_KIND_RESIDENT_ID,
+    SubjectKind.USCC: subject_pb2.SUBJECT_KIND_USCC,
+    SubjectKind.RESIDENT_ID: subject_pb2.SUBJECT_KIND_RESIDENT_ID,
 }
 
 # A member counts as reachable if its last successful contact is this many heartbeats old
@@ -48,10 +54,18 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         trust: TrustStore,
         contacts: PeerContactRepository,
         events: EventRepository,
+        own_log: OwnLog,
+        queries: ListQueries,
+        replicator: Replicator,
+        links: PeerLinks,
         clock: Clock,
         heartbeat_interval_s: float,
         started: dt.datetime,
     ) -> None:
+        self._own = own_log
+        self._queries = queries
+        self._replicator = replicator
+        self._links = links
         self._city_code = city_code
         self._trust = trust
         self._contacts = contacts
@@ -148,6 +162,157 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         return client_pb2.GetManifestResponse(
             manifest=manifest_pb2.SignedManifest(document=documents[-1])
         )
+
+    # --- lists ----------------------------------------------------------------------
+
+    @translate_errors
+    async def SubmitListChanges(
+        self, request: client_pb2.SubmitListChangesRequest, context: Any
+    ) -> client_pb2.SubmitListChangesResponse:
+        if not request.changes:
+            raise InvalidInputError("no changes given")
+        if len(request.changes) > MAX_CHANGES:
+            raise InvalidInputError(
+                f"{len(request.changes)} changes in one request; at most {MAX_CHANGES}"
+            )
+        results: list[client_pb2.ChangeResult | None] = [None] * len(request.changes)
+        changes: list[Change] = []
+        positions: list[int] = []
+        for index, message in enumerate(request.changes):
+            try:
+                changes.append(change_from_wire(message, self._own.policies))
+                positions.append(index)
+            except CreditNetError as exc:
+                results[index] = client_pb2.ChangeResult(
+                    index=index,
+                    outcome=client_pb2.CHANGE_OUTCOME_REJECTED,
+                    reason=exc.message,
+                )
+        size_before = self._own.store.size
+        for index, result in zip(positions, self._own.submit(changes), strict=True):
+            results[index] = client_pb2.ChangeResult(
+                index=index,
+                outcome=_OUTCOME[result.outcome],
+                entry_id=result.entry_id,
+                reason=result.reason,
+                log_index=result.log_index or 0,
+            )
+        if self._own.store.size > size_before and self._own.store.checkpoint:
+            self._links.announce(self._own.store.checkpoint)
+        return client_pb2.SubmitListChangesResponse(
+            results=[r for r in results if r is not None], log_size=self._own.store.size
+        )
+
+    @translate_errors
+    async def GetSubjectStatus(
+        self, request: client_pb2.GetSubjectStatusRequest, context: Any
+    ) -> client_pb2.GetSubjectStatusResponse:
+        subject = parse_subject(request.subject_id, today=_china_today(self._clock))
+        answers = self._queries.subject_status(subject, include_inactive=request.include_inactive)
+        members = [m.city_code for m in self._trust.current.members]
+        return client_pb2.GetSubjectStatusResponse(
+            masked_subject=subject.masked,
+            kind=_KIND[subject.kind],
+            entries=[view_to_wire(a) for a in answers],
+            origins=[_freshness(f) for f in self._queries.freshness(members)],
+        )
+
+    @translate_errors
+    async def ExportEntries(
+        self, request: client_pb2.ExportEntriesRequest, context: Any
+    ) -> client_pb2.ExportEntriesResponse:
+        if request.origin:
+            check_city_code(request.origin)
+        answers, token = self._queries.export_page(
+            origin=request.origin,
+            list_kind=request.list_kind,
+            active_only=request.active_only,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return client_pb2.ExportEntriesResponse(
+            entries=[view_to_wire(a) for a in answers], next_page_token=token
+        )
+
+    @translate_errors
+    async def GetEntryHistory(
+        self, request: client_pb2.GetEntryHistoryRequest, context: Any
+    ) -> client_pb2.GetEntryHistoryResponse:
+        check_city_code(request.origin)
+        items = self._queries.history(request.origin, request.entry_id)
+        return client_pb2.GetEntryHistoryResponse(events=[history_to_wire(i) for i in items])
+
+    @translate_errors
+    async def GetSyncStatus(
+        self, request: client_pb2.GetSyncStatusRequest, context: Any
+    ) -> client_pb2.GetSyncStatusResponse:
+        members = [
+            m.city_code for m in self._trust.current.members if m.city_code != self._city_code
+        ]
+        replicas = []
+        for fresh in self._queries.freshness(members):
+            replica = fresh.replica
+            item = client_pb2.ReplicaSync(
+                origin=fresh.origin,
+                verified_size=fresh.verified_size,
+                latest_seen_size=fresh.latest_seen_size,
+                lag=fresh.latest_seen_size - fresh.verified_size,
+            )
+            if replica is not None:
+                if replica.last_success is not None:
+                    item.last_success.CopyFrom(timestamp(replica.last_success))
+                item.last_error = replica.last_error or ""
+                item.blocked = replica.blocked
+                item.blocked_reason = replica.blocked_reason or ""
+            replicas.append(item)
+        views = [
+            client_pb2.SplitView(
+                origin=v.origin,
+                detected_at=timestamp(v.detected_at),
+                reason=v.reason,
+                reported_by=v.reported_by,
+                first=lists_pb2.SignedCheckpoint(document=v.first_checkpoint),
+                second=lists_pb2.SignedCheckpoint(document=v.second_checkpoint),
+            )
+            for v in self._replicator.split_views()
+        ]
+        return client_pb2.GetSyncStatusResponse(
+            own_log_size=self._own.store.size, replicas=replicas, split_views=views
+        )
+
+    @translate_errors
+    async def ResumeSync(
+        self, request: client_pb2.ResumeSyncRequest, context: Any
+    ) -> client_pb2.ResumeSyncResponse:
+        origin = check_city_code(request.origin)
+        if self._trust.current.member(origin) is None or origin == self._city_code:
+            raise InvalidInputError(f"{origin} is not another member of the federation")
+        self._replicator.resume(origin)
+        return client_pb2.ResumeSyncResponse()
+
+
+MAX_CHANGES = 1000
+
+_OUTCOME = {
+    Outcome.APPLIED: client_pb2.CHANGE_OUTCOME_APPLIED,
+    Outcome.DUPLICATE: client_pb2.CHANGE_OUTCOME_DUPLICATE,
+    Outcome.REJECTED: client_pb2.CHANGE_OUTCOME_REJECTED,
+}
+
+
+def _china_today(clock: Clock) -> dt.date:
+    return clock.now().astimezone(CHINA_TZ).date()
+
+
+def _freshness(fresh: Freshness) -> client_pb2.OriginFreshness:
+    item = client_pb2.OriginFreshness(
+        origin=fresh.origin,
+        verified_size=fresh.verified_size,
+        latest_seen_size=fresh.latest_seen_size,
+    )
+    if fresh.head is not None:
+        item.last_sync.CopyFrom(timestamp(fresh.head.updated_at))
+    return item
 
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from creditnet.v1 import manifest_pb2, peer_pb2, peer_pb2_grpc
+from creditnet.v1 import lists_pb2, manifest_pb2, peer_pb2, peer_pb2_grpc
 from federation.clock import Clock
-from federation.errors import FailedPreconditionError, PermissionDeniedError
+from federation.errors import (
+    CreditNetError,
+    FailedPreconditionError,
+    InvalidInputError,
+    PermissionDeniedError,
+)
 from federation.member import Member
+from federation.merkle import PerfectSubtrees, consistency_proof, decompose
+from node.ledger import OwnLog
 from node.peers import PeerLinks
-from node.service.errors import translate_errors
+from node.replication import Replicator
+from node.service.errors import STATUS_FOR, translate_errors
 from node.service.tls import peer_fingerprint
+from node.storage.lists import LogRepository
 from node.storage.repositories import PeerContactRepository
 from node.trust import TrustStore
 
 MAX_MANIFESTS_PER_ANSWER = 64
+DEFAULT_BATCH = 1000
+MAX_BATCH = 1000
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class PeerApi(peer_pb2_grpc.PeerServiceServicer):
@@ -26,12 +41,18 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         trust: TrustStore,
         links: PeerLinks,
         contacts: PeerContactRepository,
+        own_log: OwnLog,
+        replicator: Replicator,
+        logs: LogRepository,
         clock: Clock,
     ) -> None:
         self._city_code = city_code
         self._trust = trust
         self._links = links
         self._contacts = contacts
+        self._own = own_log
+        self._replicator = replicator
+        self._logs = logs
         self._clock = clock
 
     def _caller(self, context: grpc.aio.ServicerContext[object, object]) -> Member:
@@ -85,3 +106,103 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         return peer_pb2.GetManifestsResponse(
             manifests=[manifest_pb2.SignedManifest(document=d) for d in documents]
         )
+
+    @translate_errors
+    async def GetCheckpoint(  # gRPC method name
+        self, request: peer_pb2.GetCheckpointRequest, context: Context
+    ) -> peer_pb2.GetCheckpointResponse:
+        self._caller(context)
+        document = self._own.store.checkpoint or b""
+        return peer_pb2.GetCheckpointResponse(
+            checkpoint=lists_pb2.SignedCheckpoint(document=document)
+        )
+
+    @translate_errors
+    async def GetConsistencyProof(
+        self, request: peer_pb2.GetConsistencyProofRequest, context: Context
+    ) -> peer_pb2.GetConsistencyProofResponse:
+        self._caller(context)
+        size = self._own.store.size
+        if not request.first <= request.second <= size:
+            raise InvalidInputError(
+                f"a consistency proof needs first <= second <= {size} (the log size); got "
+                f"first={request.first}, second={request.second}"
+            )
+        proof = consistency_proof(request.first, request.second, self._own.store.tree())
+        return peer_pb2.GetConsistencyProofResponse(hashes=proof)
+
+    async def StreamLog(
+        self, request: peer_pb2.StreamLogRequest, context: Context
+    ) -> AsyncIterator[peer_pb2.StreamLogResponse]:
+        try:
+            caller = self._caller(context)
+            store = self._own.store
+            if not request.start < request.end <= store.size:
+                raise InvalidInputError(
+                    f"a log range needs start < end <= {store.size} (the log size); got "
+                    f"start={request.start}, end={request.end}"
+                )
+        except CreditNetError as exc:
+            await context.abort(STATUS_FOR[exc.code], exc.message)
+            return
+        batch = min(request.max_batch or DEFAULT_BATCH, MAX_BATCH)
+        shared = {
+            kind
+            for kind, policy in self._own.policies.items()
+            if policy.replicates_to(caller.city_code)
+        }
+        tree = CachedTree(store.tree())
+        for begin in range(request.start, request.end, batch):
+            end = min(begin + batch, request.end)
+            rows = self._logs.leaves(self._city_code, begin, end)
+            leaves = [
+                lists_pb2.LogLeaf(
+                    envelope=row.envelope,
+                    body=row.body if row.body is not None and row.list_kind in shared else b"",
+                )
+                for row in rows
+            ]
+            right = [tree.perfect(level, index) for level, index in decompose(end, request.end)]
+            yield peer_pb2.StreamLogResponse(start=begin, leaves=leaves, right_hashes=right)
+
+    @translate_errors
+    async def ExchangeCheckpoints(
+        self, request: peer_pb2.ExchangeCheckpointsRequest, context: Context
+    ) -> peer_pb2.ExchangeCheckpointsResponse:
+        caller = self._caller(context)
+        if len(request.checkpoints) > len(self._trust.current.members):
+            raise InvalidInputError("more checkpoints than members")
+        self._replicator.receive_checkpoints(
+            [c.document for c in request.checkpoints], reported_by=caller.city_code
+        )
+        return peer_pb2.ExchangeCheckpointsResponse(
+            checkpoints=[
+                lists_pb2.SignedCheckpoint(document=d) for d in self._replicator.held_checkpoints()
+            ]
+        )
+
+    @translate_errors
+    async def NotifyAppended(
+        self, request: peer_pb2.NotifyAppendedRequest, context: Context
+    ) -> peer_pb2.NotifyAppendedResponse:
+        caller = self._caller(context)
+        self._replicator.receive_checkpoints(
+            [request.checkpoint.document], reported_by=caller.city_code
+        )
+        self._replicator.schedule(caller.city_code)
+        return peer_pb2.NotifyAppendedResponse()
+
+
+class CachedTree:
+    """Memoises subtree hashes for one stream: consecutive batches ask for mostly the same
+    right-hand subtrees."""
+
+    def __init__(self, tree: PerfectSubtrees) -> None:
+        self._tree = tree
+        self._cache: dict[tuple[int, int], bytes] = {}
+
+    def perfect(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        if key not in self._cache:
+            self._cache[key] = self._tree.perfect(level, index)
+        return self._cache[key]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,15 +26,22 @@ from grpc_reflection.v1alpha import reflection
 from creditnet.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
 from federation.clock import Clock, SystemClock
 from federation.errors import FailedPreconditionError
-from federation.member import Member, parse_member_card
+from federation.member import Member
+from node.background import Background
 from node.config import NodeConfig
+from node.identity import load_member
 from node.keystore import NodeKeys, load_node_keys
+from node.ledger import OwnLog
+from node.logstore import LogStore
 from node.peers import PeerLinks
+from node.queries import ListQueries
+from node.replication import Replicator
 from node.service.client_api import ClientApi, TokenAuthInterceptor
 from node.service.options import server_options
 from node.service.peer_api import PeerApi
 from node.service.tls import PinnedServerCredentials
 from node.storage.database import Database, open_database
+from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository
 from node.storage.repositories import (
     EventRepository,
     ManifestRepository,
@@ -79,7 +87,7 @@ async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> None:
     """Run until SIGTERM or SIGINT. Raises a CreditNetError if the node cannot start."""
     clock = clock or SystemClock()
     keys = load_node_keys(config)
-    me = parse_member_card(config.member_card_path.read_bytes())
+    me = load_member(config, keys)  # the card must be the one of these keys
     database = open_database(config.database_url)
     try:
         await _run(config, keys=keys, me=me, database=database, clock=clock)
@@ -95,6 +103,9 @@ async def _run(
     check_membership(manifest, me)
     contacts = PeerContactRepository(database)
     events = EventRepository(database)
+    logs, entries = LogRepository(database), EntryRepository(database)
+    replicas = ReplicaRepository(database)
+    background = Background()
     started = clock.now()
 
     links = PeerLinks(
@@ -107,8 +118,31 @@ async def _run(
         clock=clock,
         timeout_s=config.peer_timeout_s,
         max_message_bytes=config.max_message_bytes,
+        background=background,
     )
     links.follow(manifest)
+    own_log = OwnLog(
+        store=LogStore(config.city_code, logs, entries, clock),
+        entries=entries,
+        signing_key=keys.signing_key,
+        policies=config.list_policies,
+        clock=clock,
+    )
+    replicator = Replicator(
+        city_code=config.city_code,
+        trust=trust,
+        links=links,
+        logs=logs,
+        entries=entries,
+        replicas=replicas,
+        clock=clock,
+        monotonic=time.monotonic,
+        background=background,
+    )
+    links.on_reachable(replicator.schedule)
+    queries = ListQueries(
+        city_code=config.city_code, logs=logs, entries=entries, replicas=replicas, clock=clock
+    )
     pinned = PinnedServerCredentials(
         key_pem=keys.tls_key_pem, cert_pem=keys.tls_cert_pem, manifest=manifest
     )
@@ -119,7 +153,14 @@ async def _run(
     peer_server = grpc.aio.server(options=options)
     peer_pb2_grpc.add_PeerServiceServicer_to_server(
         PeerApi(
-            city_code=config.city_code, trust=trust, links=links, contacts=contacts, clock=clock
+            city_code=config.city_code,
+            trust=trust,
+            links=links,
+            contacts=contacts,
+            own_log=own_log,
+            replicator=replicator,
+            logs=logs,
+            clock=clock,
         ),
         peer_server,
     )
@@ -137,6 +178,10 @@ async def _run(
             trust=trust,
             contacts=contacts,
             events=events,
+            own_log=own_log,
+            queries=queries,
+            replicator=replicator,
+            links=links,
             clock=clock,
             heartbeat_interval_s=config.heartbeat_interval_s,
             started=started,
@@ -173,16 +218,22 @@ async def _run(
             }
         },
     )
-    heartbeat = asyncio.create_task(_heartbeat(config, trust, links, stop))
+    loops = [
+        asyncio.create_task(_heartbeat(config, trust, links, stop)),
+        asyncio.create_task(_sync(config, own_log, replicator, links, stop)),
+    ]
     try:
         await stop.wait()
     finally:
         log.info("node stopping", extra={"fields": {"grace_s": SHUTDOWN_GRACE_S}})
         for checker in (peer_health, client_health):
             await checker.enter_graceful_shutdown()
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await background.close()
         await asyncio.gather(
             peer_server.stop(SHUTDOWN_GRACE_S), client_server.stop(SHUTDOWN_GRACE_S)
         )
@@ -202,3 +253,24 @@ async def _heartbeat(
             log.exception("heartbeat round failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=config.heartbeat_interval_s)
+
+
+async def _sync(
+    config: NodeConfig,
+    own_log: OwnLog,
+    replicator: Replicator,
+    links: PeerLinks,
+    stop: asyncio.Event,
+) -> None:
+    """Pull every city's log, swap checkpoints, and emit removals at end of publicity.
+    Changes also arrive between rounds: an owner tells its peers as soon as it records one."""
+    while not stop.is_set():
+        try:
+            if own_log.sweep_expired() and own_log.store.checkpoint:
+                links.announce(own_log.store.checkpoint)
+            await replicator.sync_all()
+            await replicator.exchange_all()
+        except Exception:
+            log.exception("sync round failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=config.sync_interval_s)

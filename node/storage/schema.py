@@ -5,6 +5,11 @@ This is the *current* shape of the schema; Alembic migrations in
 test checks that both agree (``alembic.autogenerate.compare_metadata`` finds no
 difference). Change a table here only together with a new migration.
 
+The sanction-list tables (``log_*``, ``list_entries``, ``replica_status``, ``split_views``)
+hold every city's append-only list-event log as this node knows it: its own log and its
+verified replicas of the others (RFC 9162-style Merkle trees, see the issue-3 design), the
+current state of every list entry derived from those logs, and the sync bookkeeping.
+
 Times are stored as UTC. PostgreSQL has ``timestamp with time zone``; SQLite has no time
 type at all, so :class:`UTCDateTime` normalises to UTC on the way in and hands back aware
 UTC datetimes on the way out on both engines.
@@ -16,13 +21,18 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Dialect,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -43,6 +53,11 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # Longest operator-facing error text kept per peer: enough to diagnose, bounded in size.
 PEER_ERROR_MAX_CHARS = 500
+
+# Leaves per stored block hash: a block is the perfect subtree of height 8 over leaves
+# [idx * 256, (idx + 1) * 256), so a proof over a million leaves reads ~4,000 block
+# hashes instead of a million leaf hashes.
+LOG_BLOCK_LEAVES = 256
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -111,11 +126,124 @@ events = Table(
     Column("detail", Text, nullable=False),
 )
 
+
+# --- sanction-list logs (issue 3) -----------------------------------------------------------
+
+log_leaves = Table(
+    "log_leaves",
+    metadata,
+    Column("origin", String(6), nullable=False),  # city code of the log's owner
+    Column("idx", BigInteger, nullable=False, autoincrement=False),
+    Column("entry_id", String(32), nullable=False),
+    Column("event", String(16), nullable=False),  # add | amend | remove | objection
+    Column("list_kind", String(32), nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),  # SHA-256(0x00 || envelope)
+    Column("envelope", LargeBinary, nullable=False),  # the canonical envelope = leaf bytes
+    # NULL when the origin does not replicate this list kind to us (we hold the hash only).
+    Column("body", LargeBinary, nullable=True),
+    PrimaryKeyConstraint("origin", "idx"),
+    CheckConstraint("idx >= 0", name="idx_not_negative"),
+    # An entry's history (every event of one entry, in log order).
+    Index("ix_log_leaves_origin_entry_id", "origin", "entry_id"),
+)
+
+log_blocks = Table(
+    "log_blocks",
+    metadata,
+    Column("origin", String(6), nullable=False),
+    Column("idx", BigInteger, nullable=False, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    PrimaryKeyConstraint("origin", "idx"),
+    CheckConstraint("idx >= 0", name="idx_not_negative"),
+)
+
+log_heads = Table(
+    "log_heads",
+    metadata,
+    Column("origin", String(6), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    # The compact range of [0, size): at most 64 hashes, enough to extend the tree.
+    Column("frontier", LargeBinary, nullable=False),
+    # The latest verified signed checkpoint covering exactly ``size`` (NULL until signed).
+    Column("checkpoint", LargeBinary, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("size >= 0", name="size_not_negative"),
+)
+
+list_entries = Table(
+    "list_entries",
+    metadata,
+    Column("origin", String(6), nullable=False),
+    Column("entry_id", String(32), nullable=False),
+    Column("list_kind", String(32), nullable=False),
+    Column("subject_kind", String(16), nullable=False),  # uscc | resident-id
+    Column("subject_id", String(32), nullable=False),
+    # Free text from decisions: Text, so that PostgreSQL and SQLite accept the same values.
+    Column("subject_name", Text, nullable=False),
+    Column("authority", Text, nullable=False),
+    Column("decision_no", Text, nullable=False),
+    Column("listed_on", Date, nullable=False),
+    Column("publicity_end", Date, nullable=False),
+    Column("removed_on", Date, nullable=True),
+    Column("removal_reason", String(32), nullable=True),
+    Column("objection_open", Boolean, nullable=False),
+    Column("entry", Text, nullable=False),  # the current SanctionEntry JSON
+    Column("removal", Text, nullable=True),  # the removal JSON once removed
+    Column("objection", Text, nullable=True),  # the latest objection JSON
+    Column("last_index", BigInteger, nullable=False),  # log index of the latest event
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("origin", "entry_id"),
+    # Keyset pagination in (origin, list_kind, entry_id) order.
+    Index("ix_list_entries_page", "origin", "list_kind", "entry_id"),
+    Index("ix_list_entries_subject_id", "subject_id"),
+    # Expiry sweeps: entries of one origin whose publicity has ended.
+    Index("ix_list_entries_publicity_end", "origin", "publicity_end"),
+)
+
+replica_status = Table(
+    "replica_status",
+    metadata,
+    Column("origin", String(6), primary_key=True),
+    Column("latest_seen_size", BigInteger, nullable=True),
+    Column("latest_seen_checkpoint", LargeBinary, nullable=True),
+    # NULL while the row only records a checkpoint seen or a block, before any attempt.
+    Column("last_attempt", UTCDateTime, nullable=True),
+    Column("last_success", UTCDateTime, nullable=True),
+    Column("last_error", String(PEER_ERROR_MAX_CHARS), nullable=True),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("blocked", Boolean, nullable=False),
+    Column("blocked_reason", Text, nullable=True),
+    CheckConstraint("consecutive_failures >= 0", name="failures_not_negative"),
+)
+
+split_views = Table(
+    "split_views",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("origin", String(6), nullable=False),
+    Column("detected_at", UTCDateTime, nullable=False),
+    # The two signed checkpoints that cannot both be true: the evidence, kept verbatim.
+    Column("first_checkpoint", LargeBinary, nullable=False),
+    Column("second_checkpoint", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reported_by", String(6), nullable=False),  # where the second checkpoint came from
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Index("ix_split_views_origin", "origin"),
+)
+
 __all__ = [
+    "LOG_BLOCK_LEAVES",
     "PEER_ERROR_MAX_CHARS",
     "UTCDateTime",
     "events",
+    "list_entries",
+    "log_blocks",
+    "log_heads",
+    "log_leaves",
     "manifests",
     "metadata",
     "peer_contacts",
+    "replica_status",
+    "split_views",
 ]

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditnet.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
+from creditnet.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc, subject_pb2
 from federation.clock import SystemClock
 from federation.manifest import next_version
 from federation.member import tls_server_name
@@ -211,7 +211,7 @@ def test_check_subjects_over_the_client_api(federation: Federation) -> None:
         )
     uscc, person, bad = answer.results
     assert uscc.valid and uscc.normalized == "91350200MA2YJ1XR9G"
-    assert person.valid and person.kind == client_pb2.SUBJECT_KIND_RESIDENT_ID
+    assert person.valid and person.kind == subject_pb2.SUBJECT_KIND_RESIDENT_ID
     assert person.normalized == "" and person.masked == "110105********002X"
     assert not bad.valid and "18 characters" in bad.reason
 

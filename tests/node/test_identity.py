@@ -47,7 +47,7 @@ def test_init_creates_every_file_with_its_mode(created: tuple[NodePaths, Member]
         assert mode_of(files.keys_dir / name) == 0o600, name
     assert mode_of(files.tls_cert_path) == 0o644
     assert mode_of(files.member_card_path) == 0o644
-    assert mode_of(files.config_path) == 0o644
+    assert mode_of(files.config_path) == 0o600  # may hold a database password
     assert sorted(p.name for p in files.keys_dir.iterdir()) == sorted((*SECRETS, "tls.crt"))
 
 

@@ -22,37 +22,73 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from creditnet.v1 import lists_pb2 as creditnet_dot_v1_dot_lists__pb2
 from creditnet.v1 import manifest_pb2 as creditnet_dot_v1_dot_manifest__pb2
+from creditnet.v1 import subject_pb2 as creditnet_dot_v1_dot_subject__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63reditnet/v1/client.proto\x12\x0c\x63reditnet.v1\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xc5\x01\n\x0cMemberStatus\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07is_self\x18\x04 \x01(\x08\x12\x11\n\treachable\x18\x05 \x01(\x08\x12\x18\n\x10manifest_version\x18\x06 \x01(\x04\x12\x30\n\x0clast_contact\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x08 \x01(\t\"\x97\x02\n\x11GetStatusResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12\x34\n\x10manifest_expires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07members\x18\x05 \x03(\x0b\x32\x1a.creditnet.v1.MemberStatus\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rrecent_events\x18\x07 \x03(\x0b\x32\x17.creditnet.v1.NodeEvent\"Q\n\tNodeEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"+\n\x14\x43heckSubjectsRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\"\x9b\x01\n\x0cSubjectCheck\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.creditnet.v1.SubjectKind\x12\x0e\n\x06masked\x18\x04 \x01(\t\x12\x12\n\nnormalized\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\"D\n\x15\x43heckSubjectsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.creditnet.v1.SubjectCheck\"\x14\n\x12GetManifestRequest\"E\n\x13GetManifestResponse\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.creditnet.v1.SignedManifest*`\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_KIND_USCC\x10\x01\x12\x1c\n\x18SUBJECT_KIND_RESIDENT_ID\x10\x02\x32\x8b\x02\n\rClientService\x12L\n\tGetStatus\x12\x1e.creditnet.v1.GetStatusRequest\x1a\x1f.creditnet.v1.GetStatusResponse\x12X\n\rCheckSubjects\x12\".creditnet.v1.CheckSubjectsRequest\x1a#.creditnet.v1.CheckSubjectsResponse\x12R\n\x0bGetManifest\x12 .creditnet.v1.GetManifestRequest\x1a!.creditnet.v1.GetManifestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63reditnet/v1/client.proto\x12\x0c\x63reditnet.v1\x1a\x18\x63reditnet/v1/lists.proto\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1a\x63reditnet/v1/subject.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xc5\x01\n\x0cMemberStatus\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07is_self\x18\x04 \x01(\x08\x12\x11\n\treachable\x18\x05 \x01(\x08\x12\x18\n\x10manifest_version\x18\x06 \x01(\x04\x12\x30\n\x0clast_contact\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x08 \x01(\t\"\x97\x02\n\x11GetStatusResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12\x34\n\x10manifest_expires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07members\x18\x05 \x03(\x0b\x32\x1a.creditnet.v1.MemberStatus\x12+\n\x07started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rrecent_events\x18\x07 \x03(\x0b\x32\x17.creditnet.v1.NodeEvent\"Q\n\tNodeEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"+\n\x14\x43heckSubjectsRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\"\x9b\x01\n\x0cSubjectCheck\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.creditnet.v1.SubjectKind\x12\x0e\n\x06masked\x18\x04 \x01(\t\x12\x12\n\nnormalized\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\"D\n\x15\x43heckSubjectsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.creditnet.v1.SubjectCheck\"\x14\n\x12GetManifestRequest\"E\n\x13GetManifestResponse\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.creditnet.v1.SignedManifest\"E\n\x18SubmitListChangesRequest\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.creditnet.v1.ListChange\"\x80\x01\n\x0c\x43hangeResult\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07outcome\x18\x02 \x01(\x0e\x32\x1b.creditnet.v1.ChangeOutcome\x12\x10\n\x08\x65ntry_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tlog_index\x18\x05 \x01(\x04\"Z\n\x19SubmitListChangesResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.creditnet.v1.ChangeResult\x12\x10\n\x08log_size\x18\x02 \x01(\x04\"G\n\x17GetSubjectStatusRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x18\n\x10include_inactive\x18\x02 \x01(\x08\"\x81\x01\n\x0fOriginFreshness\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x15\n\rverified_size\x18\x02 \x01(\x04\x12\x18\n\x10latest_seen_size\x18\x03 \x01(\x04\x12-\n\tlast_sync\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x01\n\x18GetSubjectStatusResponse\x12\x16\n\x0emasked_subject\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.creditnet.v1.SubjectKind\x12(\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x17.creditnet.v1.EntryView\x12.\n\x07origins\x18\x04 \x03(\x0b\x32\x1d.creditnet.v1.OriginFreshness\"u\n\x14\x45xportEntriesRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\tlist_kind\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x03 \x01(\x08\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x15\x45xportEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.creditnet.v1.EntryView\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x16GetEntryHistoryRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\"\xe6\x01\n\x0cHistoryEvent\x12\x11\n\tlog_index\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12&\n\x05\x65ntry\x18\x04 \x01(\x0b\x32\x17.creditnet.v1.ListEntry\x12&\n\x07removal\x18\x05 \x01(\x0b\x32\x15.creditnet.v1.Removal\x12*\n\tobjection\x18\x06 \x01(\x0b\x32\x17.creditnet.v1.Objection\x12\x10\n\x08withheld\x18\x07 \x01(\x08\"E\n\x17GetEntryHistoryResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.creditnet.v1.HistoryEvent\"\x16\n\x14GetSyncStatusRequest\"\xd0\x01\n\tSplitView\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12/\n\x0b\x64\x65tected_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x13\n\x0breported_by\x18\x04 \x01(\t\x12-\n\x05\x66irst\x18\x05 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\x12.\n\x06second\x18\x06 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"\xca\x01\n\x0bReplicaSync\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x15\n\rverified_size\x18\x02 \x01(\x04\x12\x18\n\x10latest_seen_size\x18\x03 \x01(\x04\x12\x0b\n\x03lag\x18\x04 \x01(\x04\x12\x30\n\x0clast_success\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x0f\n\x07\x62locked\x18\x07 \x01(\x08\x12\x16\n\x0e\x62locked_reason\x18\x08 \x01(\t\"\x88\x01\n\x15GetSyncStatusResponse\x12\x14\n\x0cown_log_size\x18\x01 \x01(\x04\x12+\n\x08replicas\x18\x02 \x03(\x0b\x32\x19.creditnet.v1.ReplicaSync\x12,\n\x0bsplit_views\x18\x03 \x03(\x0b\x32\x17.creditnet.v1.SplitView\"#\n\x11ResumeSyncRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"\x14\n\x12ResumeSyncResponse*\x86\x01\n\rChangeOutcome\x12\x1e\n\x1a\x43HANGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43HANGE_OUTCOME_APPLIED\x10\x01\x12\x1c\n\x18\x43HANGE_OUTCOME_DUPLICATE\x10\x02\x12\x1b\n\x17\x43HANGE_OUTCOME_REJECTED\x10\x03\x32\xb9\x06\n\rClientService\x12L\n\tGetStatus\x12\x1e.creditnet.v1.GetStatusRequest\x1a\x1f.creditnet.v1.GetStatusResponse\x12X\n\rCheckSubjects\x12\".creditnet.v1.CheckSubjectsRequest\x1a#.creditnet.v1.CheckSubjectsResponse\x12R\n\x0bGetManifest\x12 .creditnet.v1.GetManifestRequest\x1a!.creditnet.v1.GetManifestResponse\x12\x64\n\x11SubmitListChanges\x12&.creditnet.v1.SubmitListChangesRequest\x1a\'.creditnet.v1.SubmitListChangesResponse\x12\x61\n\x10GetSubjectStatus\x12%.creditnet.v1.GetSubjectStatusRequest\x1a&.creditnet.v1.GetSubjectStatusResponse\x12X\n\rExportEntries\x12\".creditnet.v1.ExportEntriesRequest\x1a#.creditnet.v1.ExportEntriesResponse\x12^\n\x0fGetEntryHistory\x12$.creditnet.v1.GetEntryHistoryRequest\x1a%.creditnet.v1.GetEntryHistoryResponse\x12X\n\rGetSyncStatus\x12\".creditnet.v1.GetSyncStatusRequest\x1a#.creditnet.v1.GetSyncStatusResponse\x12O\n\nResumeSync\x12\x1f.creditnet.v1.ResumeSyncRequest\x1a .creditnet.v1.ResumeSyncResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditnet.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBJECTKIND']._serialized_start=1056
-  _globals['_SUBJECTKIND']._serialized_end=1152
-  _globals['_GETSTATUSREQUEST']._serialized_start=105
-  _globals['_GETSTATUSREQUEST']._serialized_end=123
-  _globals['_MEMBERSTATUS']._serialized_start=126
-  _globals['_MEMBERSTATUS']._serialized_end=323
-  _globals['_GETSTATUSRESPONSE']._serialized_start=326
-  _globals['_GETSTATUSRESPONSE']._serialized_end=605
-  _globals['_NODEEVENT']._serialized_start=607
-  _globals['_NODEEVENT']._serialized_end=688
-  _globals['_CHECKSUBJECTSREQUEST']._serialized_start=690
-  _globals['_CHECKSUBJECTSREQUEST']._serialized_end=733
-  _globals['_SUBJECTCHECK']._serialized_start=736
-  _globals['_SUBJECTCHECK']._serialized_end=891
-  _globals['_CHECKSUBJECTSRESPONSE']._serialized_start=893
-  _globals['_CHECKSUBJECTSRESPONSE']._serialized_end=961
-  _globals['_GETMANIFESTREQUEST']._serialized_start=963
-  _globals['_GETMANIFESTREQUEST']._serialized_end=983
-  _globals['_GETMANIFESTRESPONSE']._serialized_start=985
-  _globals['_GETMANIFESTRESPONSE']._serialized_end=1054
-  _globals['_CLIENTSERVICE']._serialized_start=1155
-  _globals['_CLIENTSERVICE']._serialized_end=1422
+  _globals['_CHANGEOUTCOME']._serialized_start=3007
+  _globals['_CHANGEOUTCOME']._serialized_end=3141
+  _globals['_GETSTATUSREQUEST']._serialized_start=159
+  _globals['_GETSTATUSREQUEST']._serialized_end=177
+  _globals['_MEMBERSTATUS']._serialized_start=180
+  _globals['_MEMBERSTATUS']._serialized_end=377
+  _globals['_GETSTATUSRESPONSE']._serialized_start=380
+  _globals['_GETSTATUSRESPONSE']._serialized_end=659
+  _globals['_NODEEVENT']._serialized_start=661
+  _globals['_NODEEVENT']._serialized_end=742
+  _globals['_CHECKSUBJECTSREQUEST']._serialized_start=744
+  _globals['_CHECKSUBJECTSREQUEST']._serialized_end=787
+  _globals['_SUBJECTCHECK']._serialized_start=790
+  _globals['_SUBJECTCHECK']._serialized_end=945
+  _globals['_CHECKSUBJECTSRESPONSE']._serialized_start=947
+  _globals['_CHECKSUBJECTSRESPONSE']._serialized_end=1015
+  _globals['_GETMANIFESTREQUEST']._serialized_start=1017
+  _globals['_GETMANIFESTREQUEST']._serialized_end=1037
+  _globals['_GETMANIFESTRESPONSE']._serialized_start=1039
+  _globals['_GETMANIFESTRESPONSE']._serialized_end=1108
+  _globals['_SUBMITLISTCHANGESREQUEST']._serialized_start=1110
+  _globals['_SUBMITLISTCHANGESREQUEST']._serialized_end=1179
+  _globals['_CHANGERESULT']._serialized_start=1182
+  _globals['_CHANGERESULT']._serialized_end=1310
+  _globals['_SUBMITLISTCHANGESRESPONSE']._serialized_start=1312
+  _globals['_SUBMITLISTCHANGESRESPONSE']._serialized_end=1402
+  _globals['_GETSUBJECTSTATUSREQUEST']._serialized_start=1404
+  _globals['_GETSUBJECTSTATUSREQUEST']._serialized_end=1475
+  _globals['_ORIGINFRESHNESS']._serialized_start=1478
+  _globals['_ORIGINFRESHNESS']._serialized_end=1607
+  _globals['_GETSUBJECTSTATUSRESPONSE']._serialized_start=1610
+  _globals['_GETSUBJECTSTATUSRESPONSE']._serialized_end=1791
+  _globals['_EXPORTENTRIESREQUEST']._serialized_start=1793
+  _globals['_EXPORTENTRIESREQUEST']._serialized_end=1910
+  _globals['_EXPORTENTRIESRESPONSE']._serialized_start=1912
+  _globals['_EXPORTENTRIESRESPONSE']._serialized_end=2002
+  _globals['_GETENTRYHISTORYREQUEST']._serialized_start=2004
+  _globals['_GETENTRYHISTORYREQUEST']._serialized_end=2062
+  _globals['_HISTORYEVENT']._serialized_start=2065
+  _globals['_HISTORYEVENT']._serialized_end=2295
+  _globals['_GETENTRYHISTORYRESPONSE']._serialized_start=2297
+  _globals['_GETENTRYHISTORYRESPONSE']._serialized_end=2366
+  _globals['_GETSYNCSTATUSREQUEST']._serialized_start=2368
+  _globals['_GETSYNCSTATUSREQUEST']._serialized_end=2390
+  _globals['_SPLITVIEW']._serialized_start=2393
+  _globals['_SPLITVIEW']._serialized_end=2601
+  _globals['_REPLICASYNC']._serialized_start=2604
+  _globals['_REPLICASYNC']._serialized_end=2806
+  _globals['_GETSYNCSTATUSRESPONSE']._serialized_start=2809
+  _globals['_GETSYNCSTATUSRESPONSE']._serialized_end=2945
+  _globals['_RESUMESYNCREQUEST']._serialized_start=2947
+  _globals['_RESUMESYNCREQUEST']._serialized_end=2982
+  _globals['_RESUMESYNCRESPONSE']._serialized_start=2984
+  _globals['_RESUMESYNCRESPONSE']._serialized_end=3004
+  _globals['_CLIENTSERVICE']._serialized_start=3144
+  _globals['_CLIENTSERVICE']._serialized_end=3969
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,9 @@ node's configuration; never exposed to peers.
 """
 
 from collections import abc as _abc
+from creditnet.v1 import lists_pb2 as _lists_pb2
 from creditnet.v1 import manifest_pb2 as _manifest_pb2
+from creditnet.v1 import subject_pb2 as _subject_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -24,26 +26,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _SubjectKind:
+class _ChangeOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _SubjectKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubjectKind.ValueType], _builtins.type):
+class _ChangeOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeOutcome.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    SUBJECT_KIND_UNSPECIFIED: _SubjectKind.ValueType  # 0
-    SUBJECT_KIND_USCC: _SubjectKind.ValueType  # 1
-    """统一社会信用代码 (GB 32100-2015)."""
-    SUBJECT_KIND_RESIDENT_ID: _SubjectKind.ValueType  # 2
-    """居民身份证号码 (GB 11643-1999)."""
+    CHANGE_OUTCOME_UNSPECIFIED: _ChangeOutcome.ValueType  # 0
+    CHANGE_OUTCOME_APPLIED: _ChangeOutcome.ValueType  # 1
+    """Recorded as a new event in this city's log."""
+    CHANGE_OUTCOME_DUPLICATE: _ChangeOutcome.ValueType  # 2
+    """The same decision with the same content was already recorded: nothing to do."""
+    CHANGE_OUTCOME_REJECTED: _ChangeOutcome.ValueType  # 3
+    """Refused; `reason` says why."""
 
-class SubjectKind(_SubjectKind, metaclass=_SubjectKindEnumTypeWrapper): ...
+class ChangeOutcome(_ChangeOutcome, metaclass=_ChangeOutcomeEnumTypeWrapper): ...
 
-SUBJECT_KIND_UNSPECIFIED: SubjectKind.ValueType  # 0
-SUBJECT_KIND_USCC: SubjectKind.ValueType  # 1
-"""统一社会信用代码 (GB 32100-2015)."""
-SUBJECT_KIND_RESIDENT_ID: SubjectKind.ValueType  # 2
-"""居民身份证号码 (GB 11643-1999)."""
-Global___SubjectKind: _TypeAlias = SubjectKind  # noqa: Y015
+CHANGE_OUTCOME_UNSPECIFIED: ChangeOutcome.ValueType  # 0
+CHANGE_OUTCOME_APPLIED: ChangeOutcome.ValueType  # 1
+"""Recorded as a new event in this city's log."""
+CHANGE_OUTCOME_DUPLICATE: ChangeOutcome.ValueType  # 2
+"""The same decision with the same content was already recorded: nothing to do."""
+CHANGE_OUTCOME_REJECTED: ChangeOutcome.ValueType  # 3
+"""Refused; `reason` says why."""
+Global___ChangeOutcome: _TypeAlias = ChangeOutcome  # noqa: Y015
 
 @_typing.final
 class GetStatusRequest(_message.Message):
@@ -208,7 +214,7 @@ class SubjectCheck(_message.Message):
     index: _builtins.int
     """Position of the identifier in the request."""
     valid: _builtins.bool
-    kind: Global___SubjectKind.ValueType
+    kind: _subject_pb2.SubjectKind.ValueType
     masked: _builtins.str
     """Masked form, safe to display and log."""
     normalized: _builtins.str
@@ -222,7 +228,7 @@ class SubjectCheck(_message.Message):
         *,
         index: _builtins.int = ...,
         valid: _builtins.bool = ...,
-        kind: Global___SubjectKind.ValueType = ...,
+        kind: _subject_pb2.SubjectKind.ValueType = ...,
         masked: _builtins.str = ...,
         normalized: _builtins.str = ...,
         reason: _builtins.str = ...,
@@ -290,3 +296,468 @@ class GetManifestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetManifestResponse: _TypeAlias = GetManifestResponse  # noqa: Y015
+
+@_typing.final
+class SubmitListChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[_lists_pb2.ListChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[_lists_pb2.ListChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitListChangesRequest: _TypeAlias = SubmitListChangesRequest  # noqa: Y015
+
+@_typing.final
+class ChangeResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LOG_INDEX_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the change in the request."""
+    outcome: Global___ChangeOutcome.ValueType
+    entry_id: _builtins.str
+    reason: _builtins.str
+    log_index: _builtins.int
+    """Position of the recorded event in this city's log (APPLIED only)."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        outcome: Global___ChangeOutcome.ValueType = ...,
+        entry_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        log_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id", "index", b"index", "log_index", b"log_index", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeResult: _TypeAlias = ChangeResult  # noqa: Y015
+
+@_typing.final
+class SubmitListChangesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    LOG_SIZE_FIELD_NUMBER: _builtins.int
+    log_size: _builtins.int
+    """The log size after the changes."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChangeResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ChangeResult] | None = ...,
+        log_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["log_size", b"log_size", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitListChangesResponse: _TypeAlias = SubmitListChangesResponse  # noqa: Y015
+
+@_typing.final
+class GetSubjectStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_INACTIVE_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    include_inactive: _builtins.bool
+    """Also list entries that are no longer in force (removed or past publicity)."""
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        include_inactive: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_inactive", b"include_inactive", "subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSubjectStatusRequest: _TypeAlias = GetSubjectStatusRequest  # noqa: Y015
+
+@_typing.final
+class OriginFreshness(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    VERIFIED_SIZE_FIELD_NUMBER: _builtins.int
+    LATEST_SEEN_SIZE_FIELD_NUMBER: _builtins.int
+    LAST_SYNC_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    verified_size: _builtins.int
+    """How many events of that city's log this node has verified and applied."""
+    latest_seen_size: _builtins.int
+    """The largest log size this node has seen signed by that city."""
+    @_builtins.property
+    def last_sync(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        verified_size: _builtins.int = ...,
+        latest_seen_size: _builtins.int = ...,
+        last_sync: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_sync", b"last_sync"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sync", b"last_sync", "latest_seen_size", b"latest_seen_size", "origin", b"origin", "verified_size", b"verified_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OriginFreshness: _TypeAlias = OriginFreshness  # noqa: Y015
+
+@_typing.final
+class GetSubjectStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MASKED_SUBJECT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    ORIGINS_FIELD_NUMBER: _builtins.int
+    masked_subject: _builtins.str
+    kind: _subject_pb2.SubjectKind.ValueType
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[_lists_pb2.EntryView]: ...
+    @_builtins.property
+    def origins(self) -> _containers.RepeatedCompositeFieldContainer[Global___OriginFreshness]:
+        """How current each city's replica is: an answer is only as fresh as this."""
+
+    def __init__(
+        self,
+        *,
+        masked_subject: _builtins.str = ...,
+        kind: _subject_pb2.SubjectKind.ValueType = ...,
+        entries: _abc.Iterable[_lists_pb2.EntryView] | None = ...,
+        origins: _abc.Iterable[Global___OriginFreshness] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "kind", b"kind", "masked_subject", b"masked_subject", "origins", b"origins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSubjectStatusResponse: _TypeAlias = GetSubjectStatusResponse  # noqa: Y015
+
+@_typing.final
+class ExportEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    LIST_KIND_FIELD_NUMBER: _builtins.int
+    ACTIVE_ONLY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """Only entries of this city (empty: every city)."""
+    list_kind: _builtins.str
+    """Only this list kind (empty: every kind)."""
+    active_only: _builtins.bool
+    page_size: _builtins.int
+    """At most 1000; 0 means 100."""
+    page_token: _builtins.str
+    """From the previous response; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        list_kind: _builtins.str = ...,
+        active_only: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_only", b"active_only", "list_kind", b"list_kind", "origin", b"origin", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportEntriesRequest: _TypeAlias = ExportEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ExportEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when there are no more pages."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[_lists_pb2.EntryView]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[_lists_pb2.EntryView] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportEntriesResponse: _TypeAlias = ExportEntriesResponse  # noqa: Y015
+
+@_typing.final
+class GetEntryHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    entry_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        entry_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntryHistoryRequest: _TypeAlias = GetEntryHistoryRequest  # noqa: Y015
+
+@_typing.final
+class HistoryEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOG_INDEX_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    REMOVAL_FIELD_NUMBER: _builtins.int
+    OBJECTION_FIELD_NUMBER: _builtins.int
+    WITHHELD_FIELD_NUMBER: _builtins.int
+    log_index: _builtins.int
+    event: _builtins.str
+    """"add", "amend", "remove" or "objection"."""
+    withheld: _builtins.bool
+    """The event's body was not shared with this node (its list kind is not public to it)."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def entry(self) -> _lists_pb2.ListEntry: ...
+    @_builtins.property
+    def removal(self) -> _lists_pb2.Removal: ...
+    @_builtins.property
+    def objection(self) -> _lists_pb2.Objection: ...
+    def __init__(
+        self,
+        *,
+        log_index: _builtins.int = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        event: _builtins.str = ...,
+        entry: _lists_pb2.ListEntry | None = ...,
+        removal: _lists_pb2.Removal | None = ...,
+        objection: _lists_pb2.Objection | None = ...,
+        withheld: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "entry", b"entry", "objection", b"objection", "removal", b"removal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "entry", b"entry", "event", b"event", "log_index", b"log_index", "objection", b"objection", "removal", b"removal", "withheld", b"withheld"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryEvent: _TypeAlias = HistoryEvent  # noqa: Y015
+
+@_typing.final
+class GetEntryHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___HistoryEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntryHistoryResponse: _TypeAlias = GetEntryHistoryResponse  # noqa: Y015
+
+@_typing.final
+class GetSyncStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSyncStatusRequest: _TypeAlias = GetSyncStatusRequest  # noqa: Y015
+
+@_typing.final
+class SplitView(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    DETECTED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REPORTED_BY_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    SECOND_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    reason: _builtins.str
+    reported_by: _builtins.str
+    """Where the conflicting checkpoint came from (the origin itself or a third city)."""
+    @_builtins.property
+    def detected_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def first(self) -> _lists_pb2.SignedCheckpoint: ...
+    @_builtins.property
+    def second(self) -> _lists_pb2.SignedCheckpoint: ...
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        detected_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        reported_by: _builtins.str = ...,
+        first: _lists_pb2.SignedCheckpoint | None = ...,
+        second: _lists_pb2.SignedCheckpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["detected_at", b"detected_at", "first", b"first", "second", b"second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detected_at", b"detected_at", "first", b"first", "origin", b"origin", "reason", b"reason", "reported_by", b"reported_by", "second", b"second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitView: _TypeAlias = SplitView  # noqa: Y015
+
+@_typing.final
+class ReplicaSync(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    VERIFIED_SIZE_FIELD_NUMBER: _builtins.int
+    LATEST_SEEN_SIZE_FIELD_NUMBER: _builtins.int
+    LAG_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    BLOCKED_FIELD_NUMBER: _builtins.int
+    BLOCKED_REASON_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    verified_size: _builtins.int
+    latest_seen_size: _builtins.int
+    lag: _builtins.int
+    """latest_seen_size - verified_size."""
+    last_error: _builtins.str
+    blocked: _builtins.bool
+    """Sync from this city is stopped until an operator resumes it."""
+    blocked_reason: _builtins.str
+    @_builtins.property
+    def last_success(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        verified_size: _builtins.int = ...,
+        latest_seen_size: _builtins.int = ...,
+        lag: _builtins.int = ...,
+        last_success: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        blocked: _builtins.bool = ...,
+        blocked_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_success", b"last_success"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "blocked_reason", b"blocked_reason", "lag", b"lag", "last_error", b"last_error", "last_success", b"last_success", "latest_seen_size", b"latest_seen_size", "origin", b"origin", "verified_size", b"verified_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaSync: _TypeAlias = ReplicaSync  # noqa: Y015
+
+@_typing.final
+class GetSyncStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWN_LOG_SIZE_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    SPLIT_VIEWS_FIELD_NUMBER: _builtins.int
+    own_log_size: _builtins.int
+    """This node's own log."""
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaSync]: ...
+    @_builtins.property
+    def split_views(self) -> _containers.RepeatedCompositeFieldContainer[Global___SplitView]: ...
+    def __init__(
+        self,
+        *,
+        own_log_size: _builtins.int = ...,
+        replicas: _abc.Iterable[Global___ReplicaSync] | None = ...,
+        split_views: _abc.Iterable[Global___SplitView] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["own_log_size", b"own_log_size", "replicas", b"replicas", "split_views", b"split_views"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSyncStatusResponse: _TypeAlias = GetSyncStatusResponse  # noqa: Y015
+
+@_typing.final
+class ResumeSyncRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSyncRequest: _TypeAlias = ResumeSyncRequest  # noqa: Y015
+
+@_typing.final
+class ResumeSyncResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSyncResponse: _TypeAlias = ResumeSyncResponse  # noqa: Y015

@@ -50,6 +50,36 @@ class ClientServiceStub:
                 request_serializer=creditnet_dot_v1_dot_client__pb2.GetManifestRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_client__pb2.GetManifestResponse.FromString,
                 _registered_method=True)
+        self.SubmitListChanges = channel.unary_unary(
+                '/creditnet.v1.ClientService/SubmitListChanges',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.SubmitListChangesRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.SubmitListChangesResponse.FromString,
+                _registered_method=True)
+        self.GetSubjectStatus = channel.unary_unary(
+                '/creditnet.v1.ClientService/GetSubjectStatus',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.GetSubjectStatusRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.GetSubjectStatusResponse.FromString,
+                _registered_method=True)
+        self.ExportEntries = channel.unary_unary(
+                '/creditnet.v1.ClientService/ExportEntries',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.ExportEntriesRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.ExportEntriesResponse.FromString,
+                _registered_method=True)
+        self.GetEntryHistory = channel.unary_unary(
+                '/creditnet.v1.ClientService/GetEntryHistory',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.GetEntryHistoryRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.GetEntryHistoryResponse.FromString,
+                _registered_method=True)
+        self.GetSyncStatus = channel.unary_unary(
+                '/creditnet.v1.ClientService/GetSyncStatus',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.GetSyncStatusRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.GetSyncStatusResponse.FromString,
+                _registered_method=True)
+        self.ResumeSync = channel.unary_unary(
+                '/creditnet.v1.ClientService/ResumeSync',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -77,6 +107,50 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitListChanges(self, request, context):
+        """SubmitListChanges records list decisions of this city (add, amend, remove, objection).
+        Each change gets its own outcome: good changes go in even when others are rejected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubjectStatus(self, request, context):
+        """GetSubjectStatus returns every city's entries about one subject, with provenance and
+        whether each is in force now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportEntries(self, request, context):
+        """ExportEntries pages through the entries this node holds (its own and replicas).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEntryHistory(self, request, context):
+        """GetEntryHistory returns the events of one entry in its origin's log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSyncStatus(self, request, context):
+        """GetSyncStatus returns, per city, how far this node's replica is behind and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSync(self, request, context):
+        """ResumeSync lets sync from a city start again after an operator looked at a split view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +168,36 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.GetManifest,
                     request_deserializer=creditnet_dot_v1_dot_client__pb2.GetManifestRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_client__pb2.GetManifestResponse.SerializeToString,
+            ),
+            'SubmitListChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitListChanges,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.SubmitListChangesRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.SubmitListChangesResponse.SerializeToString,
+            ),
+            'GetSubjectStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubjectStatus,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.GetSubjectStatusRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.GetSubjectStatusResponse.SerializeToString,
+            ),
+            'ExportEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportEntries,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.ExportEntriesRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.ExportEntriesResponse.SerializeToString,
+            ),
+            'GetEntryHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntryHistory,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.GetEntryHistoryRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.GetEntryHistoryResponse.SerializeToString,
+            ),
+            'GetSyncStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSyncStatus,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.GetSyncStatusRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.GetSyncStatusResponse.SerializeToString,
+            ),
+            'ResumeSync': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSync,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +282,168 @@ class ClientService:
             '/creditnet.v1.ClientService/GetManifest',
             creditnet_dot_v1_dot_client__pb2.GetManifestRequest.SerializeToString,
             creditnet_dot_v1_dot_client__pb2.GetManifestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/SubmitListChanges',
+            creditnet_dot_v1_dot_client__pb2.SubmitListChangesRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.SubmitListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubjectStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/GetSubjectStatus',
+            creditnet_dot_v1_dot_client__pb2.GetSubjectStatusRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.GetSubjectStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/ExportEntries',
+            creditnet_dot_v1_dot_client__pb2.ExportEntriesRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.ExportEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEntryHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/GetEntryHistory',
+            creditnet_dot_v1_dot_client__pb2.GetEntryHistoryRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.GetEntryHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSyncStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/GetSyncStatus',
+            creditnet_dot_v1_dot_client__pb2.GetSyncStatusRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.GetSyncStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/ResumeSync',
+            creditnet_dot_v1_dot_client__pb2.ResumeSyncRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.ResumeSyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,22 @@ class ClientServiceStub:
     """CheckSubjects validates and normalises subject identifiers (USCC, resident ID)."""
     GetManifest: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetManifestRequest, _client_pb2.GetManifestResponse]
     """GetManifest returns the manifest this node currently trusts."""
+    SubmitListChanges: _grpc.UnaryUnaryMultiCallable[_client_pb2.SubmitListChangesRequest, _client_pb2.SubmitListChangesResponse]
+    """SubmitListChanges records list decisions of this city (add, amend, remove, objection).
+    Each change gets its own outcome: good changes go in even when others are rejected.
+    """
+    GetSubjectStatus: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetSubjectStatusRequest, _client_pb2.GetSubjectStatusResponse]
+    """GetSubjectStatus returns every city's entries about one subject, with provenance and
+    whether each is in force now.
+    """
+    ExportEntries: _grpc.UnaryUnaryMultiCallable[_client_pb2.ExportEntriesRequest, _client_pb2.ExportEntriesResponse]
+    """ExportEntries pages through the entries this node holds (its own and replicas)."""
+    GetEntryHistory: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetEntryHistoryRequest, _client_pb2.GetEntryHistoryResponse]
+    """GetEntryHistory returns the events of one entry in its origin's log."""
+    GetSyncStatus: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetSyncStatusRequest, _client_pb2.GetSyncStatusResponse]
+    """GetSyncStatus returns, per city, how far this node's replica is behind and why."""
+    ResumeSync: _grpc.UnaryUnaryMultiCallable[_client_pb2.ResumeSyncRequest, _client_pb2.ResumeSyncResponse]
+    """ResumeSync lets sync from a city start again after an operator looked at a split view."""
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -54,6 +70,22 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """CheckSubjects validates and normalises subject identifiers (USCC, resident ID)."""
     GetManifest: _aio.UnaryUnaryMultiCallable[_client_pb2.GetManifestRequest, _client_pb2.GetManifestResponse]  # type: ignore[assignment]
     """GetManifest returns the manifest this node currently trusts."""
+    SubmitListChanges: _aio.UnaryUnaryMultiCallable[_client_pb2.SubmitListChangesRequest, _client_pb2.SubmitListChangesResponse]  # type: ignore[assignment]
+    """SubmitListChanges records list decisions of this city (add, amend, remove, objection).
+    Each change gets its own outcome: good changes go in even when others are rejected.
+    """
+    GetSubjectStatus: _aio.UnaryUnaryMultiCallable[_client_pb2.GetSubjectStatusRequest, _client_pb2.GetSubjectStatusResponse]  # type: ignore[assignment]
+    """GetSubjectStatus returns every city's entries about one subject, with provenance and
+    whether each is in force now.
+    """
+    ExportEntries: _aio.UnaryUnaryMultiCallable[_client_pb2.ExportEntriesRequest, _client_pb2.ExportEntriesResponse]  # type: ignore[assignment]
+    """ExportEntries pages through the entries this node holds (its own and replicas)."""
+    GetEntryHistory: _aio.UnaryUnaryMultiCallable[_client_pb2.GetEntryHistoryRequest, _client_pb2.GetEntryHistoryResponse]  # type: ignore[assignment]
+    """GetEntryHistory returns the events of one entry in its origin's log."""
+    GetSyncStatus: _aio.UnaryUnaryMultiCallable[_client_pb2.GetSyncStatusRequest, _client_pb2.GetSyncStatusResponse]  # type: ignore[assignment]
+    """GetSyncStatus returns, per city, how far this node's replica is behind and why."""
+    ResumeSync: _aio.UnaryUnaryMultiCallable[_client_pb2.ResumeSyncRequest, _client_pb2.ResumeSyncResponse]  # type: ignore[assignment]
+    """ResumeSync lets sync from a city start again after an operator looked at a split view."""
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     """ClientService is served on the client port to the city's own platform."""
@@ -81,5 +113,57 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.GetManifestResponse, _abc.Awaitable[_client_pb2.GetManifestResponse]]:
         """GetManifest returns the manifest this node currently trusts."""
+
+    @_abc_1.abstractmethod
+    def SubmitListChanges(
+        self,
+        request: _client_pb2.SubmitListChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.SubmitListChangesResponse, _abc.Awaitable[_client_pb2.SubmitListChangesResponse]]:
+        """SubmitListChanges records list decisions of this city (add, amend, remove, objection).
+        Each change gets its own outcome: good changes go in even when others are rejected.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSubjectStatus(
+        self,
+        request: _client_pb2.GetSubjectStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.GetSubjectStatusResponse, _abc.Awaitable[_client_pb2.GetSubjectStatusResponse]]:
+        """GetSubjectStatus returns every city's entries about one subject, with provenance and
+        whether each is in force now.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportEntries(
+        self,
+        request: _client_pb2.ExportEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ExportEntriesResponse, _abc.Awaitable[_client_pb2.ExportEntriesResponse]]:
+        """ExportEntries pages through the entries this node holds (its own and replicas)."""
+
+    @_abc_1.abstractmethod
+    def GetEntryHistory(
+        self,
+        request: _client_pb2.GetEntryHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.GetEntryHistoryResponse, _abc.Awaitable[_client_pb2.GetEntryHistoryResponse]]:
+        """GetEntryHistory returns the events of one entry in its origin's log."""
+
+    @_abc_1.abstractmethod
+    def GetSyncStatus(
+        self,
+        request: _client_pb2.GetSyncStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.GetSyncStatusResponse, _abc.Awaitable[_client_pb2.GetSyncStatusResponse]]:
+        """GetSyncStatus returns, per city, how far this node's replica is behind and why."""
+
+    @_abc_1.abstractmethod
+    def ResumeSync(
+        self,
+        request: _client_pb2.ResumeSyncRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ResumeSyncResponse, _abc.Awaitable[_client_pb2.ResumeSyncResponse]]:
+        """ResumeSync lets sync from a city start again after an operator looked at a split view."""
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

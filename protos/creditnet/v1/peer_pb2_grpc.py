@@ -45,6 +45,31 @@ class PeerServiceStub:
                 request_serializer=creditnet_dot_v1_dot_peer__pb2.GetManifestsRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetManifestsResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/creditnet.v1.PeerService/GetCheckpoint',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetCheckpointResponse.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/creditnet.v1.PeerService/GetConsistencyProof',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetConsistencyProofResponse.FromString,
+                _registered_method=True)
+        self.StreamLog = channel.unary_stream(
+                '/creditnet.v1.PeerService/StreamLog',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.StreamLogRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.StreamLogResponse.FromString,
+                _registered_method=True)
+        self.ExchangeCheckpoints = channel.unary_unary(
+                '/creditnet.v1.PeerService/ExchangeCheckpoints',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.ExchangeCheckpointsRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.ExchangeCheckpointsResponse.FromString,
+                _registered_method=True)
+        self.NotifyAppended = channel.unary_unary(
+                '/creditnet.v1.PeerService/NotifyAppended',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -66,6 +91,45 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """GetCheckpoint returns this node's latest signed checkpoint of its own list log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """GetConsistencyProof proves that this node's log at `second` extends it at `first`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamLog(self, request, context):
+        """StreamLog sends the leaves [start, end) of this node's log in bounded batches, each with
+        the hashes that let the receiver check it against the checkpoint of size `end` before
+        applying it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExchangeCheckpoints(self, request, context):
+        """ExchangeCheckpoints swaps the checkpoints each side holds about every city, so that a
+        city showing different histories to different peers is caught.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NotifyAppended(self, request, context):
+        """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
+        its next interval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +142,31 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.GetManifests,
                     request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetManifestsRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_peer__pb2.GetManifestsResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.GetCheckpointResponse.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'StreamLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLog,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.StreamLogRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.StreamLogResponse.SerializeToString,
+            ),
+            'ExchangeCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeCheckpoints,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.ExchangeCheckpointsRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.ExchangeCheckpointsResponse.SerializeToString,
+            ),
+            'NotifyAppended': grpc.unary_unary_rpc_method_handler(
+                    servicer.NotifyAppended,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +224,141 @@ class PeerService:
             '/creditnet.v1.PeerService/GetManifests',
             creditnet_dot_v1_dot_peer__pb2.GetManifestsRequest.SerializeToString,
             creditnet_dot_v1_dot_peer__pb2.GetManifestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/GetCheckpoint',
+            creditnet_dot_v1_dot_peer__pb2.GetCheckpointRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.GetCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/GetConsistencyProof',
+            creditnet_dot_v1_dot_peer__pb2.GetConsistencyProofRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/creditnet.v1.PeerService/StreamLog',
+            creditnet_dot_v1_dot_peer__pb2.StreamLogRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.StreamLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/ExchangeCheckpoints',
+            creditnet_dot_v1_dot_peer__pb2.ExchangeCheckpointsRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.ExchangeCheckpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NotifyAppended(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/NotifyAppended',
+            creditnet_dot_v1_dot_peer__pb2.NotifyAppendedRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.NotifyAppendedResponse.FromString,
             options,
             channel_credentials,
             insecure,

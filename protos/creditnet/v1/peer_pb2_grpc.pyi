@@ -41,6 +41,23 @@ class PeerServiceStub:
     """GetManifests returns the manifest versions after a given one, oldest first,
     so that a peer can walk the chain of trust version by version.
     """
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_peer_pb2.GetCheckpointRequest, _peer_pb2.GetCheckpointResponse]
+    """GetCheckpoint returns this node's latest signed checkpoint of its own list log."""
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_peer_pb2.GetConsistencyProofRequest, _peer_pb2.GetConsistencyProofResponse]
+    """GetConsistencyProof proves that this node's log at `second` extends it at `first`."""
+    StreamLog: _grpc.UnaryStreamMultiCallable[_peer_pb2.StreamLogRequest, _peer_pb2.StreamLogResponse]
+    """StreamLog sends the leaves [start, end) of this node's log in bounded batches, each with
+    the hashes that let the receiver check it against the checkpoint of size `end` before
+    applying it.
+    """
+    ExchangeCheckpoints: _grpc.UnaryUnaryMultiCallable[_peer_pb2.ExchangeCheckpointsRequest, _peer_pb2.ExchangeCheckpointsResponse]
+    """ExchangeCheckpoints swaps the checkpoints each side holds about every city, so that a
+    city showing different histories to different peers is caught.
+    """
+    NotifyAppended: _grpc.UnaryUnaryMultiCallable[_peer_pb2.NotifyAppendedRequest, _peer_pb2.NotifyAppendedResponse]
+    """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
+    its next interval.
+    """
 
 @_typing.type_check_only
 class PeerServiceAsyncStub(PeerServiceStub):
@@ -52,6 +69,23 @@ class PeerServiceAsyncStub(PeerServiceStub):
     GetManifests: _aio.UnaryUnaryMultiCallable[_peer_pb2.GetManifestsRequest, _peer_pb2.GetManifestsResponse]  # type: ignore[assignment]
     """GetManifests returns the manifest versions after a given one, oldest first,
     so that a peer can walk the chain of trust version by version.
+    """
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_peer_pb2.GetCheckpointRequest, _peer_pb2.GetCheckpointResponse]  # type: ignore[assignment]
+    """GetCheckpoint returns this node's latest signed checkpoint of its own list log."""
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_peer_pb2.GetConsistencyProofRequest, _peer_pb2.GetConsistencyProofResponse]  # type: ignore[assignment]
+    """GetConsistencyProof proves that this node's log at `second` extends it at `first`."""
+    StreamLog: _aio.UnaryStreamMultiCallable[_peer_pb2.StreamLogRequest, _peer_pb2.StreamLogResponse]  # type: ignore[assignment]
+    """StreamLog sends the leaves [start, end) of this node's log in bounded batches, each with
+    the hashes that let the receiver check it against the checkpoint of size `end` before
+    applying it.
+    """
+    ExchangeCheckpoints: _aio.UnaryUnaryMultiCallable[_peer_pb2.ExchangeCheckpointsRequest, _peer_pb2.ExchangeCheckpointsResponse]  # type: ignore[assignment]
+    """ExchangeCheckpoints swaps the checkpoints each side holds about every city, so that a
+    city showing different histories to different peers is caught.
+    """
+    NotifyAppended: _aio.UnaryUnaryMultiCallable[_peer_pb2.NotifyAppendedRequest, _peer_pb2.NotifyAppendedResponse]  # type: ignore[assignment]
+    """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
+    its next interval.
     """
 
 class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -73,6 +107,53 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_peer_pb2.GetManifestsResponse, _abc.Awaitable[_peer_pb2.GetManifestsResponse]]:
         """GetManifests returns the manifest versions after a given one, oldest first,
         so that a peer can walk the chain of trust version by version.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _peer_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.GetCheckpointResponse, _abc.Awaitable[_peer_pb2.GetCheckpointResponse]]:
+        """GetCheckpoint returns this node's latest signed checkpoint of its own list log."""
+
+    @_abc_1.abstractmethod
+    def GetConsistencyProof(
+        self,
+        request: _peer_pb2.GetConsistencyProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.GetConsistencyProofResponse, _abc.Awaitable[_peer_pb2.GetConsistencyProofResponse]]:
+        """GetConsistencyProof proves that this node's log at `second` extends it at `first`."""
+
+    @_abc_1.abstractmethod
+    def StreamLog(
+        self,
+        request: _peer_pb2.StreamLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_peer_pb2.StreamLogResponse], _abc.AsyncIterator[_peer_pb2.StreamLogResponse]]:
+        """StreamLog sends the leaves [start, end) of this node's log in bounded batches, each with
+        the hashes that let the receiver check it against the checkpoint of size `end` before
+        applying it.
+        """
+
+    @_abc_1.abstractmethod
+    def ExchangeCheckpoints(
+        self,
+        request: _peer_pb2.ExchangeCheckpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.ExchangeCheckpointsResponse, _abc.Awaitable[_peer_pb2.ExchangeCheckpointsResponse]]:
+        """ExchangeCheckpoints swaps the checkpoints each side holds about every city, so that a
+        city showing different histories to different peers is caught.
+        """
+
+    @_abc_1.abstractmethod
+    def NotifyAppended(
+        self,
+        request: _peer_pb2.NotifyAppendedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.NotifyAppendedResponse, _abc.Awaitable[_peer_pb2.NotifyAppendedResponse]]:
+        """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
+        its next interval.
         """
 
 def add_PeerServiceServicer_to_server(servicer: PeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,359 @@
+"""Replicas of the other cities' list logs: pulled, verified, then applied.
+
+For each member, the node pulls incrementally from the last verified position:
+
+1. ``GetCheckpoint``: the origin's signed checkpoint; its signature is checked against the
+   origin's key in the manifest.
+2. If this node already holds a checkpoint of that log, the new one must extend it: the
+   same size needs the same root, a smaller size is a rewritten history, a larger one needs
+   a valid consistency proof. A failure is a split view: both signed checkpoints are kept
+   as evidence and sync from that city stops until an operator resumes it.
+3. ``StreamLog``: the missing leaves in bounded batches. Each batch is checked before it is
+   applied: the leaves, the verified compact range before them and the hashes to the right
+   must give the checkpoint's root; envelopes must name the origin and their position;
+   bodies must match their envelope's hash. A bad batch is rejected whole and the pull is
+   retried later with backoff; a good batch is applied in one transaction, so a crash or a
+   cut stream loses nothing and applies nothing twice.
+
+Nodes also swap the checkpoints they hold (``ExchangeCheckpoints``): a checkpoint of city X
+received from Y that contradicts the replica of X here is a split view too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+
+import grpc
+
+from creditnet.v1 import lists_pb2, peer_pb2
+from federation.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint
+from federation.clock import Clock
+from federation.errors import CreditNetError, InvalidInputError, InvalidProofError
+from federation.merkle import (
+    CompactRange,
+    leaf_hash,
+    range_hash,
+    root_from_ranges,
+    verify_consistency,
+)
+from federation.sanctions import Envelope, open_body
+from node.background import Background
+from node.logstore import Leaf, LogStore
+from node.peers import PeerLinks
+from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository, SplitView
+from node.trust import TrustStore
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+MAX_ERROR_CHARS = 300
+
+
+@dataclasses.dataclass
+class _Origin:
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    not_before: float = 0.0
+    failures: int = 0
+    again: bool = False
+
+
+class Replicator:
+    def __init__(
+        self,
+        *,
+        city_code: str,
+        trust: TrustStore,
+        links: PeerLinks,
+        logs: LogRepository,
+        entries: EntryRepository,
+        replicas: ReplicaRepository,
+        clock: Clock,
+        monotonic: Callable[[], float],
+        background: Background,
+    ) -> None:
+        self._background = background
+        self._me = city_code
+        self._trust = trust
+        self._links = links
+        self._logs = logs
+        self._entries = entries
+        self._replicas = replicas
+        self._clock = clock
+        self._monotonic = monotonic
+        self._origins: dict[str, _Origin] = {}
+
+    def _state(self, origin: str) -> _Origin:
+        return self._origins.setdefault(origin, _Origin())
+
+    async def sync_all(self) -> None:
+        members = [m.city_code for m in self._trust.current.members if m.city_code != self._me]
+        await asyncio.gather(*(self.sync(code) for code in members))
+
+    def schedule(self, origin: str) -> None:
+        """Pull from ``origin`` now (a push notice or a newer checkpoint seen elsewhere)."""
+        state = self._state(origin)
+        state.not_before = 0.0
+        if state.lock.locked():
+            state.again = True  # a pull is running: run once more when it ends
+            return
+        self._background.spawn(self.sync(origin))
+
+    async def sync(self, origin: str) -> None:
+        state = self._state(origin)
+        if state.lock.locked() or self._monotonic() < state.not_before:
+            return
+        async with state.lock:
+            while True:
+                state.again = False
+                await self._sync_once(origin, state)
+                if not state.again:
+                    return
+
+    async def _sync_once(self, origin: str, state: _Origin) -> None:
+        status = self._replicas.status(origin)
+        if status is not None and status.blocked:
+            return
+        stub = self._links.stub(origin)
+        if stub is None:
+            return
+        try:
+            await self._pull(origin, stub)
+        except (grpc.aio.AioRpcError, CreditNetError) as exc:
+            state.failures += 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (state.failures - 1))
+            state.not_before = self._monotonic() + delay * (0.5 + random.random() / 2)
+            reason = _describe(exc)
+            self._replicas.record_failure(origin, self._clock.now(), reason)
+            log.warning(
+                "sync failed",
+                extra={
+                    "fields": {"origin": origin, "reason": reason, "retry_in_s": round(delay, 1)}
+                },
+            )
+            return
+        state.failures = 0
+        state.not_before = 0.0
+        self._replicas.record_success(origin, self._clock.now())
+
+    async def _pull(self, origin: str, stub: object) -> None:
+        answer = await stub.GetCheckpoint(peer_pb2.GetCheckpointRequest(), timeout=10)  # type: ignore[attr-defined]
+        if not answer.checkpoint.document:
+            return  # the origin has not recorded anything yet
+        signed = SignedCheckpoint.from_bytes(answer.checkpoint.document)
+        checkpoint = verify_checkpoint(signed, self._trust.current, now=self._clock.now())
+        if checkpoint.origin != origin:
+            raise InvalidInputError(f"{origin} answered with a checkpoint of {checkpoint.origin}")
+        self._replicas.record_seen(origin, checkpoint.size, signed.to_bytes())
+        store = LogStore(origin, self._logs, self._entries, self._clock)
+        if not self.check_against_replica(store, signed, reported_by=origin):
+            return
+        held = store.signed_checkpoint()
+        if held is not None and 0 < held.checkpoint.size < checkpoint.size:
+            old = held.checkpoint
+            proof = await stub.GetConsistencyProof(  # type: ignore[attr-defined]
+                peer_pb2.GetConsistencyProofRequest(first=old.size, second=checkpoint.size),
+                timeout=10,
+            )
+            try:
+                verify_consistency(
+                    old.size, checkpoint.size, old.root, checkpoint.root, list(proof.hashes)
+                )
+            except InvalidProofError as exc:
+                self._split_view(origin, held, signed, f"not an extension: {exc.message}", origin)
+                return
+        if checkpoint.size > store.size:
+            await self._stream(origin, stub, store, checkpoint, signed)
+
+    async def _stream(
+        self,
+        origin: str,
+        stub: object,
+        store: LogStore,
+        checkpoint: Checkpoint,
+        signed: SignedCheckpoint,
+    ) -> None:
+        request = peer_pb2.StreamLogRequest(
+            start=store.size, end=checkpoint.size, max_batch=MAX_BATCH
+        )
+        document = signed.to_bytes()
+        stream = stub.StreamLog(request, timeout=600)  # type: ignore[attr-defined]
+        async for batch in stream:
+            leaves = self._verify_batch(origin, store, checkpoint, batch)
+            store.append(leaves, checkpoint=document)
+        if store.size != checkpoint.size:
+            raise InvalidInputError(
+                f"{origin} ended the stream at {store.size} of {checkpoint.size} leaves"
+            )
+
+    def _verify_batch(
+        self,
+        origin: str,
+        store: LogStore,
+        checkpoint: Checkpoint,
+        batch: peer_pb2.StreamLogResponse,
+    ) -> list[Leaf]:
+        if batch.start != store.size:
+            raise InvalidInputError(
+                f"{origin} sent a batch at {batch.start}, expected {store.size}"
+            )
+        if not batch.leaves or batch.start + len(batch.leaves) > checkpoint.size:
+            raise InvalidInputError(f"{origin} sent a batch outside [0, {checkpoint.size})")
+        if len(batch.leaves) > MAX_BATCH:
+            raise InvalidInputError(
+                f"{origin} sent {len(batch.leaves)} leaves; at most {MAX_BATCH}"
+            )
+        leaves = [
+            self._decode(origin, batch.start + i, leaf) for i, leaf in enumerate(batch.leaves)
+        ]
+        extended: CompactRange = store.range.extend(leaf.hash for leaf in leaves)
+        root = root_from_ranges(extended, list(batch.right_hashes), checkpoint.size)
+        if root != checkpoint.root:
+            raise InvalidProofError(
+                f"batch [{batch.start}, {extended.end}) from {origin} does not match its "
+                f"signed checkpoint of size {checkpoint.size}"
+            )
+        return leaves
+
+    @staticmethod
+    def _decode(origin: str, index: int, leaf: lists_pb2.LogLeaf) -> Leaf:
+        envelope = Envelope.from_bytes(leaf.envelope)
+        if envelope.origin != origin or envelope.index != index:
+            raise InvalidInputError(
+                f"leaf {index} of {origin} names {envelope.origin} at {envelope.index}"
+            )
+        body = open_body(envelope, leaf.body) if leaf.body else None
+        return Leaf(envelope, leaf.envelope, leaf_hash(leaf.envelope), body, leaf.body or None)
+
+    def check_against_replica(
+        self, store: LogStore, signed: SignedCheckpoint, *, reported_by: str
+    ) -> bool:
+        """False (and a split view recorded) if ``signed`` contradicts what is held here."""
+        held = store.signed_checkpoint()
+        reason = _contradiction(
+            store, held, signed.checkpoint, from_origin=reported_by == store.origin
+        )
+        if reason is None:
+            return True
+        self._split_view(store.origin, held or signed, signed, reason, reported_by)
+        return False
+
+    def _split_view(
+        self,
+        origin: str,
+        first: SignedCheckpoint,
+        second: SignedCheckpoint,
+        reason: str,
+        reported_by: str,
+    ) -> None:
+        self._replicas.add_split_view(
+            origin=origin,
+            detected_at=self._clock.now(),
+            first_checkpoint=first.to_bytes(),
+            second_checkpoint=second.to_bytes(),
+            reason=reason,
+            reported_by=reported_by,
+        )
+        self._replicas.block(origin, f"split view: {reason}")
+        log.error(
+            "split view detected: sync stopped",
+            extra={"fields": {"origin": origin, "reported_by": reported_by, "reason": reason}},
+        )
+
+    def held_checkpoints(self) -> list[bytes]:
+        """The newest verified checkpoint of every log held here (ours included)."""
+        return [h.checkpoint for h in self._logs.heads().values() if h.checkpoint]
+
+    def receive_checkpoints(self, documents: list[bytes], *, reported_by: str) -> None:
+        """Compare checkpoints another member holds with ours; pull where it saw more."""
+        manifest = self._trust.current
+        now = self._clock.now()
+        for document in documents:
+            try:
+                signed = SignedCheckpoint.from_bytes(document)
+                checkpoint = verify_checkpoint(signed, manifest, now=now)
+            except CreditNetError as exc:
+                log.warning(
+                    "checkpoint from peer refused",
+                    extra={"fields": {"peer": reported_by, "reason": exc.message}},
+                )
+                continue
+            origin = checkpoint.origin
+            store = LogStore(origin, self._logs, self._entries, self._clock)
+            if origin == self._me:
+                if _contradiction(store, None, checkpoint, from_origin=False):
+                    log.error(
+                        "a checkpoint signed by this node contradicts its own log",
+                        extra={"fields": {"reported_by": reported_by, "size": checkpoint.size}},
+                    )
+                continue
+            if not self.check_against_replica(store, signed, reported_by=reported_by):
+                continue
+            status = self._replicas.status(origin)
+            if checkpoint.size > ((status.latest_seen_size or 0) if status else 0):
+                self._replicas.record_seen(origin, checkpoint.size, signed.to_bytes())
+            if checkpoint.size > store.size:
+                self.schedule(origin)
+
+    async def exchange_all(self) -> None:
+        """Swap held checkpoints with every member."""
+        request = peer_pb2.ExchangeCheckpointsRequest(
+            checkpoints=[lists_pb2.SignedCheckpoint(document=d) for d in self.held_checkpoints()]
+        )
+        members = [m.city_code for m in self._trust.current.members if m.city_code != self._me]
+
+        async def exchange(code: str) -> None:
+            stub = self._links.stub(code)
+            if stub is None:
+                return
+            try:
+                answer = await stub.ExchangeCheckpoints(request, timeout=10)
+            except grpc.aio.AioRpcError:
+                return  # unreachable peers show in status through the heartbeat
+            self.receive_checkpoints([c.document for c in answer.checkpoints], reported_by=code)
+
+        await asyncio.gather(*(exchange(code) for code in members))
+
+    def split_views(self) -> list[SplitView]:
+        return self._replicas.split_views()
+
+    def resume(self, origin: str) -> None:
+        self._replicas.unblock(origin)
+        self._replicas.resolve_split_views(origin, self._clock.now())
+        self._state(origin).failures = 0
+        with contextlib.suppress(RuntimeError):
+            self.schedule(origin)
+
+
+def _contradiction(
+    store: LogStore, held: SignedCheckpoint | None, new: Checkpoint, *, from_origin: bool
+) -> str | None:
+    """Why ``new`` cannot be true together with the replica and checkpoint held here."""
+    if new.size <= store.size:
+        ours = store.root() if new.size == store.size else range_hash(0, new.size, store.tree())
+        if ours != new.root:
+            return f"the log of size {new.size} has another root than the one verified here"
+    if held is not None:
+        old = held.checkpoint
+        if new.size == old.size and new.root != old.root:
+            return f"two different roots signed for size {new.size}"
+        if from_origin and new.size < old.size:
+            return f"the origin now shows {new.size} leaves after signing {old.size}"
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        text = f"{code.name if code else 'UNKNOWN'}: {exc.details() or ''}"
+    elif isinstance(exc, CreditNetError):
+        text = exc.message
+    else:
+        text = type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
