@@ -28,18 +28,21 @@ from pathlib import Path
 
 import grpc
 
-from creditnet.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from creditnet.v1 import client_pb2, lists_pb2, peer_pb2, peer_pb2_grpc
 from federation.clock import SystemClock
 from federation.errors import CreditNetError
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
 from federation.member import Member
 from federation.presets import preset
 from federation.signing import SigningKey
+from federation.subjects import CHINA_TZ
 from node.cli.status import format_status
 from node.client import NodeClient
 from node.config import NodeConfig, load_config
 from node.identity import init_node
 from node.keystore import read_secret
+from node.samples import sample_entry
+from node.service.convert import entry_to_wire
 from node.service.tls import server_name_option
 from node.trust import install_manifest
 
@@ -281,9 +284,76 @@ def scenario_manifest_update(federation: DemoFederation) -> None:
     federation.say(f"every member verified and adopted v2 from its peers within {took:.1f}s")
 
 
+def _serving(federation: DemoFederation, subject: str) -> list[bool]:
+    """Per city: does it serve an active Qingdao entry about ``subject``?"""
+    answers = []
+    for node in federation.nodes:
+        with NodeClient(node.config) as client:
+            views = client.subject_status(subject).entries
+        answers.append(any(v.active and v.origin == "370200" for v in views))
+    return answers
+
+
+def scenario_sanction_list(federation: DemoFederation) -> None:
+    """Qingdao lists a company; every city serves it; after credit repair none does."""
+    qingdao = federation.nodes[0]
+    today = federation.clock.now().astimezone(CHINA_TZ).date()
+    entry = sample_entry("370200", 1, listed_on=today - dt.timedelta(days=200))
+    subject = entry.subject.id
+    add = lists_pb2.ListChange(add=entry_to_wire(entry))
+    with NodeClient(qingdao.config) as client:
+        (result,) = client.submit([add]).results
+    if result.outcome != client_pb2.CHANGE_OUTCOME_APPLIED:
+        raise DemoFailedError(f"Qingdao could not list the company: {result.reason}")
+    took = federation.wait_until(
+        "every city serves the entry", lambda: all(_serving(federation, subject)), 30
+    )
+    federation.say(
+        f"{qingdao.city} lists {entry.subject.name} ({subject}) on 严重失信主体名单 "
+        f"(decision {entry.decision_no}): served as active by 5/5 cities after {took * 1000:.0f} ms"
+    )
+    removal = lists_pb2.ListChange(
+        remove=lists_pb2.RemoveEntry(
+            entry=lists_pb2.EntryRef(authority=entry.authority, decision_no=entry.decision_no),
+            removal=lists_pb2.Removal(
+                removed_on=today.isoformat(),
+                reason=lists_pb2.REMOVAL_REASON_REPAIR,
+                authority="青岛市社会信用体系建设领导小组办公室",
+                note="信用修复完成",
+            ),
+        )
+    )
+    with NodeClient(qingdao.config) as client:
+        (result,) = client.submit([removal]).results
+    if result.outcome != client_pb2.CHANGE_OUTCOME_APPLIED:
+        raise DemoFailedError(f"Qingdao could not remove the entry: {result.reason}")
+    took = federation.wait_until(
+        "no city serves the entry", lambda: not any(_serving(federation, subject)), 30
+    )
+    federation.say(
+        f"{qingdao.city} removes it after credit repair (信用修复): no city serves it as active "
+        f"after {took * 1000:.0f} ms; each keeps it as history"
+    )
+
+    def caught_up() -> bool:
+        for node in federation.nodes:
+            with NodeClient(node.config) as client:
+                sync = client.sync_status()
+            if any(r.lag or (r.verified_size != 2 and r.origin == "370200") for r in sync.replicas):
+                return False
+        return True
+
+    federation.wait_until("every replica is caught up", caught_up, 30)
+    weihai = federation.nodes[3]
+    with NodeClient(weihai.config) as client:
+        view = format_status(client.status(), now=federation.clock.now(), sync=client.sync_status())
+    federation.say(f"status at {weihai.city}: every list log verified, zero lag\n{view}")
+
+
 SCENARIOS: list[Callable[[DemoFederation], None]] = [
     scenario_outsider_refused,
     scenario_manifest_update,
+    scenario_sanction_list,
 ]
 
 

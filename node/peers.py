@@ -123,11 +123,17 @@ class PeerLinks:
 
     def _failed(self, code: str, error: str) -> None:
         self._contacts.record_failure(code, self._clock.now(), error)
-        if self._reachable.get(code) is not False:
-            # Logged on the change only: a peer down for a day must not flood the log.
+        was = self._reachable.get(code)
+        if was is not False:
+            # Logged on the change only: a peer down for a day must not flood the log. A
+            # peer not up yet when this node starts is not news; losing one is.
             self._reachable[code] = False
-            log.warning("peer unreachable", extra={"fields": {"peer": code, "error": error}})
-            self._events.record(self._clock.now(), "peer.unreachable", f"{code}: {error}")
+            fields = {"peer": code, "error": error}
+            if was is None:
+                log.info("peer not reachable yet", extra={"fields": fields})
+            else:
+                log.warning("peer unreachable", extra={"fields": fields})
+                self._events.record(self._clock.now(), "peer.unreachable", f"{code}: {error}")
 
     def schedule_pull(self, city_code: str) -> None:
         """A caller told us it holds a newer manifest: fetch it soon, without blocking it."""

@@ -29,7 +29,8 @@ def show_status(args: argparse.Namespace) -> int:
     config = load_config(args.dir)
     with NodeClient(config) as client:
         status = client.status()
-    print(format_status(status, now=dt.datetime.now(dt.UTC)))
+        sync = client.sync_status()
+    print(format_status(status, now=dt.datetime.now(dt.UTC), sync=sync))
     return 0
 
 
@@ -42,7 +43,13 @@ def _ago(stamp: dt.datetime, now: dt.datetime) -> str:
     return format_utc(stamp)
 
 
-def format_status(status: client_pb2.GetStatusResponse, *, now: dt.datetime) -> str:
+def format_status(
+    status: client_pb2.GetStatusResponse,
+    *,
+    now: dt.datetime,
+    sync: client_pb2.GetSyncStatusResponse | None = None,
+) -> str:
+    replicas = {r.origin: r for r in sync.replicas} if sync is not None else {}
     rows = []
     for member in status.members:
         if member.is_self:
@@ -55,27 +62,40 @@ def format_status(status: client_pb2.GetStatusResponse, *, now: dt.datetime) -> 
                 else "never"
             )
         version = f"v{member.manifest_version}" if member.manifest_version else "-"
-        rows.append(
-            [
-                member.city_code,
-                member.name,
-                member.endpoint,
-                state,
-                version,
-                contact,
-                member.last_error if not member.reachable and not member.is_self else "",
-            ]
-        )
+        error = member.last_error if not member.reachable and not member.is_self else ""
+        row = [member.city_code, member.name, member.endpoint, state, version, contact]
+        if sync is not None:
+            row.extend(_log_cells(member, sync, replicas.get(member.city_code)))
+            replica = replicas.get(member.city_code)
+            if replica is not None and replica.blocked:
+                error = f"sync stopped: {replica.blocked_reason}"
+            elif not error and replica is not None and replica.last_error and replica.lag:
+                error = f"sync: {replica.last_error}"
+        rows.append([*row, error])
     reachable = sum(1 for m in status.members if m.reachable)
-    expires = format_utc(status.manifest_expires.ToDatetime(dt.UTC))
+    expires_at = status.manifest_expires.ToDatetime(dt.UTC)
+    expires = format_utc(expires_at)
+    if expires_at <= now:
+        expires = f"EXPIRED {expires}: peers are refused until a newer version is installed"
     head = (
         f"federation {status.federation_id}  manifest v{status.manifest_version} "
         f"(expires {expires})  seen from {status.city_code}\n"
         f"{reachable} of {len(status.members)} members reachable\n"
     )
-    table = render_table(
-        ["CITY", "NAME", "ENDPOINT", "REACHABLE", "MANIFEST", "LAST CONTACT", "LAST ERROR"], rows
-    )
+    columns = ["CITY", "NAME", "ENDPOINT", "REACHABLE", "MANIFEST", "LAST CONTACT"]
+    if sync is not None:
+        columns += ["LIST LOG", "LAG"]
+    table = render_table([*columns, "LAST ERROR"], rows)
+    if sync is not None and sync.split_views:
+        lines = [
+            f"  {v.origin}: {v.reason} (reported by {v.reported_by}, "
+            f"{format_utc(v.detected_at.ToDatetime(dt.UTC))})"
+            for v in sync.split_views
+        ]
+        table += (
+            "\n\nSPLIT VIEWS (a city showed two histories; sync from it is stopped until "
+            "`credit-node list resume CITY`):\n" + "\n".join(lines)
+        )
     if status.recent_events:
         lines = [
             f"  {format_utc(e.at.ToDatetime(dt.UTC))}  {e.kind}  {e.detail}"
@@ -83,3 +103,16 @@ def format_status(status: client_pb2.GetStatusResponse, *, now: dt.datetime) -> 
         ]
         table += "\n\nrecent events (newest first):\n" + "\n".join(lines)
     return head + table
+
+
+def _log_cells(
+    member: client_pb2.MemberStatus,
+    sync: client_pb2.GetSyncStatusResponse,
+    replica: client_pb2.ReplicaSync | None,
+) -> list[str]:
+    """The size of the member's list log held here, and how far behind it is."""
+    if member.is_self:
+        return [str(sync.own_log_size), "-"]
+    if replica is None:
+        return ["-", "-"]
+    return [str(replica.verified_size), str(replica.lag)]

@@ -236,3 +236,54 @@ def test_recent_events_listed_newest_first(status: client_pb2.GetStatusResponse)
 def test_no_events_no_section(status: client_pb2.GetStatusResponse) -> None:
     del status.recent_events[:]
     assert "recent events" not in format_status(status, now=NOW)
+
+
+def sync_status(*, blocked: bool = False) -> client_pb2.GetSyncStatusResponse:
+    response = client_pb2.GetSyncStatusResponse(
+        own_log_size=120,
+        replicas=[
+            client_pb2.ReplicaSync(origin="370600", verified_size=80, latest_seen_size=80, lag=0),
+            client_pb2.ReplicaSync(
+                origin="370700",
+                verified_size=10,
+                latest_seen_size=15,
+                lag=5,
+                last_error="UNAVAILABLE: connection refused",
+                blocked=blocked,
+                blocked_reason="split view: two different roots signed for size 15"
+                if blocked
+                else "",
+            ),
+        ],
+    )
+    if blocked:
+        view = response.split_views.add(
+            origin="370700", reason="two different roots signed for size 15", reported_by="370600"
+        )
+        view.detected_at.FromDatetime(NOW)
+    return response
+
+
+def test_status_shows_list_log_sizes_and_lag(status: client_pb2.GetStatusResponse) -> None:
+    text = format_status(status, now=NOW, sync=sync_status())
+    header = text.splitlines()[2]
+    assert "LIST LOG" in header and "LAG" in header
+    rows = table_rows(text)
+    assert rows["370200"].split()[-2:] == ["120", "-"]
+    assert " 80 " in rows["370600"] and rows["370600"].split()[-1] == "0"
+    # 370700 is unreachable: its own error is shown, with the replica's size and lag.
+    assert rows["370700"].split()[-4:-2] == ["10", "5"]
+    assert "connection refused" in rows["370700"]
+    assert "SPLIT VIEWS" not in text
+
+
+def test_status_shows_split_views_and_stopped_sync(status: client_pb2.GetStatusResponse) -> None:
+    text = format_status(status, now=NOW, sync=sync_status(blocked=True))
+    assert "SPLIT VIEWS" in text
+    assert "370700: two different roots signed for size 15 (reported by 370600" in text
+    assert "sync stopped: split view" in table_rows(text)["370700"]
+
+
+def test_status_flags_an_expired_manifest(status: client_pb2.GetStatusResponse) -> None:
+    status.manifest_expires.FromDatetime(NOW - dt.timedelta(hours=1))
+    assert "EXPIRED" in format_status(status, now=NOW).splitlines()[0]
