@@ -615,3 +615,40 @@ class LayeredTree:
             raise CreditNetError(f"the log store returned {len(hashes)} {what}")
         _check_hashes(hashes, what, CreditNetError)
         return _fold_perfect(hashes)
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+def verify_extension(
+    before: CompactRange,
+    leaves: Sequence[bytes],
+    right_hashes: Sequence[bytes],
+    size: int,
+    root: bytes,
+) -> CompactRange:
+    """Check a batch of leaf hashes received in sync, before anything is applied.
+
+    ``before`` is the verified compact range ``[0, b)`` held by the receiver; ``leaves``
+    are the hashes of leaves ``b ..``; ``right_hashes`` the sender's compact range of the
+    rest of the tree of ``size`` leaves whose signed root is ``root``. Returns the range
+    ``[0, b + len(leaves))`` if the three together give ``root``: the new leaves are then
+    exactly the leaves at those positions of that tree, and the tree extends what was held.
+    Raises :class:`InvalidProofError` otherwise.
+    """
+    if not leaves:
+        raise InvalidProofError("a sync batch must carry at least one leaf")
+    if before.end + len(leaves) > size:
+        raise InvalidProofError(
+            f"batch [{before.end}, {before.end + len(leaves)}) goes past the tree size {size}"
+        )
+    try:
+        after = before.extend(leaves)
+    except InvalidInputError as exc:
+        raise InvalidProofError(f"batch leaves: {exc.message}") from None
+    if root_from_ranges(after, right_hashes, size) != root:
+        raise InvalidProofError(
+            f"batch [{before.end}, {after.end}) does not give the signed root of the tree of "
+            f"size {size}"
+        )
+    return after

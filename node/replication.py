@@ -35,11 +35,10 @@ from federation.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoin
 from federation.clock import Clock
 from federation.errors import CreditNetError, InvalidInputError, InvalidProofError
 from federation.merkle import (
-    CompactRange,
     leaf_hash,
     range_hash,
-    root_from_ranges,
     verify_consistency,
+    verify_extension,
 )
 from federation.sanctions import Envelope, open_body
 from node.background import Background
@@ -212,13 +211,16 @@ class Replicator:
         leaves = [
             self._decode(origin, batch.start + i, leaf) for i, leaf in enumerate(batch.leaves)
         ]
-        extended: CompactRange = store.range.extend(leaf.hash for leaf in leaves)
-        root = root_from_ranges(extended, list(batch.right_hashes), checkpoint.size)
-        if root != checkpoint.root:
-            raise InvalidProofError(
-                f"batch [{batch.start}, {extended.end}) from {origin} does not match its "
-                f"signed checkpoint of size {checkpoint.size}"
+        try:
+            verify_extension(
+                store.range,
+                [leaf.hash for leaf in leaves],
+                list(batch.right_hashes),
+                checkpoint.size,
+                checkpoint.root,
             )
+        except InvalidProofError as exc:
+            raise InvalidProofError(f"{origin}: {exc.message}") from None
         return leaves
 
     @staticmethod
