@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -47,9 +48,14 @@ from node.peers import PeerLinks
 from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository, SplitView
 from node.trust import TrustStore
 
+if TYPE_CHECKING:  # the async stub class exists only in the generated type stubs
+    from creditnet.v1.peer_pb2_grpc import PeerServiceAsyncStub as PeerStub
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+STREAM_LEAVES = 50_000
+STREAM_TIMEOUT_S = 300.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
 MAX_ERROR_CHARS = 300
@@ -141,8 +147,8 @@ class Replicator:
         state.not_before = 0.0
         self._replicas.record_success(origin, self._clock.now())
 
-    async def _pull(self, origin: str, stub: object) -> None:
-        answer = await stub.GetCheckpoint(peer_pb2.GetCheckpointRequest(), timeout=10)  # type: ignore[attr-defined]
+    async def _pull(self, origin: str, stub: PeerStub) -> None:
+        answer = await stub.GetCheckpoint(peer_pb2.GetCheckpointRequest(), timeout=10)
         if not answer.checkpoint.document:
             return  # the origin has not recorded anything yet
         signed = SignedCheckpoint.from_bytes(answer.checkpoint.document)
@@ -156,7 +162,7 @@ class Replicator:
         held = store.signed_checkpoint()
         if held is not None and 0 < held.checkpoint.size < checkpoint.size:
             old = held.checkpoint
-            proof = await stub.GetConsistencyProof(  # type: ignore[attr-defined]
+            proof = await stub.GetConsistencyProof(
                 peer_pb2.GetConsistencyProofRequest(first=old.size, second=checkpoint.size),
                 timeout=10,
             )
@@ -173,19 +179,25 @@ class Replicator:
     async def _stream(
         self,
         origin: str,
-        stub: object,
+        stub: PeerStub,
         store: LogStore,
         checkpoint: Checkpoint,
         signed: SignedCheckpoint,
     ) -> None:
-        request = peer_pb2.StreamLogRequest(
-            start=store.size, end=checkpoint.size, max_batch=MAX_BATCH
-        )
         document = signed.to_bytes()
-        stream = stub.StreamLog(request, timeout=600)  # type: ignore[attr-defined]
-        async for batch in stream:
-            leaves = self._verify_batch(origin, store, checkpoint, batch)
-            store.append(leaves, checkpoint=document)
+        while store.size < checkpoint.size:
+            # One stream per STREAM_LEAVES leaves: bounded calls, each with its own
+            # deadline, all checked against the same signed checkpoint.
+            before = store.size
+            request = peer_pb2.StreamLogRequest(
+                start=store.size, end=checkpoint.size, max_batch=MAX_BATCH, count=STREAM_LEAVES
+            )
+            stream = stub.StreamLog(request, timeout=STREAM_TIMEOUT_S)
+            async for batch in stream:
+                leaves = self._verify_batch(origin, store, checkpoint, batch)
+                store.append(leaves, checkpoint=document)
+            if store.size == before:
+                break
         if store.size != checkpoint.size:
             raise InvalidInputError(
                 f"{origin} ended the stream at {store.size} of {checkpoint.size} leaves"

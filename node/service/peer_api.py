@@ -152,8 +152,9 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
             if policy.replicates_to(caller.city_code)
         }
         tree = CachedTree(store.tree())
-        for begin in range(request.start, request.end, batch):
-            end = min(begin + batch, request.end)
+        stop = min(request.end, request.start + request.count) if request.count else request.end
+        for begin in range(request.start, stop, batch):
+            end = min(begin + batch, stop)
             rows = self._logs.leaves(self._city_code, begin, end)
             leaves = [
                 lists_pb2.LogLeaf(

@@ -15,24 +15,29 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
+import struct
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from sqlalchemy import func, select
-
+from federation.checkpoint import SignedCheckpoint
 from federation.clock import SystemClock
+from federation.manifest import build_manifest
 from federation.merkle import range_hash
 from federation.subjects import CHINA_TZ
-from node.config import NodeConfig
-from node.demo import DemoNode
+from node.config import NodeConfig, load_config
+from node.demo import DemoNode, sign
+from node.identity import init_node
 from node.keystore import load_node_keys
-from node.ledger import AddEntry, OwnLog, Outcome
+from node.ledger import AddEntry, Outcome, OwnLog
 from node.logstore import LogStore
 from node.samples import sample_entry
 from node.storage.database import Database, open_database
 from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository, SplitView
-from node.storage.schema import log_leaves
+from node.trust import install_manifest
+from tests.integration.conftest import Federation
 
 #: Old enough to be inside every public kind's publicity window, recent enough to be active.
 LISTED_ON = dt.datetime.now(CHINA_TZ).date() - dt.timedelta(days=30)
@@ -59,56 +64,66 @@ def populate(config: NodeConfig, serials: Sequence[int]) -> None:
             policies=config.list_policies,
             clock=clock,
         )
-        changes = [AddEntry(sample_entry(config.city_code, s, listed_on=LISTED_ON)) for s in serials]
+        changes = [
+            AddEntry(sample_entry(config.city_code, s, listed_on=LISTED_ON)) for s in serials
+        ]
         results = own.submit(changes)
     assert all(r.outcome is Outcome.APPLIED for r in results), "a sample entry was refused"
 
 
 @dataclasses.dataclass(frozen=True)
 class LogState:
-    """What a node stores of one city's log, read in one go."""
+    """What a node stores of one city's log, read in one snapshot."""
 
     size: int  # the head: verified size
     root: bytes | None
+    checkpoint_size: int | None  # size of the signed checkpoint kept with the head
     leaves: int  # rows of log_leaves for the origin
-    distinct_indexes: int
     max_index: int | None
     entries: int  # rows of list_entries for the origin
-    checkpoint_size: int | None  # size of the signed checkpoint kept with the head
 
     def consistent(self) -> bool:
-        """The head, the leaves and the entry states agree (every leaf here is an add)."""
-        return (
-            self.leaves == self.size == self.distinct_indexes == self.entries
-            and self.max_index == (self.size - 1 if self.size else None)
-        )
+        """The head, the leaves and the entry states agree (every leaf here is an add of
+        its own entry); leaf indexes are unique by the primary key."""
+        top = self.size - 1 if self.size else None
+        return self.leaves == self.size == self.entries and self.max_index == top
+
+
+def sqlite_path(config: NodeConfig) -> Path:
+    prefix = "sqlite:///"
+    assert config.database_url.startswith(prefix), config.database_url
+    return Path(config.database_url[len(prefix) :])
 
 
 def log_state(config: NodeConfig, origin: str) -> LogState:
-    from federation.checkpoint import SignedCheckpoint
-
-    with database(config) as db:
-        head = LogRepository(db).head(origin)
-        with db.read() as connection:
-            leaves, distinct, top = connection.execute(
-                select(
-                    func.count(), func.count(func.distinct(log_leaves.c.idx)), func.max(log_leaves.c.idx)
-                ).where(log_leaves.c.origin == origin)
-            ).one()
-        entries = EntryRepository(db).count(origin)
-    checkpoint = (
-        SignedCheckpoint.from_bytes(head.checkpoint).checkpoint.size
-        if head is not None and head.checkpoint
-        else None
-    )
+    """Read with plain sqlite3 in one explicit read transaction: SQLAlchemy's pysqlite
+    connections run each SELECT in its own snapshot, and a node may commit in between."""
+    connection = sqlite3.connect(sqlite_path(config), timeout=10, isolation_level=None)
+    try:
+        connection.execute("BEGIN")
+        head = connection.execute(
+            "SELECT size, root, checkpoint FROM log_heads WHERE origin = ?", (origin,)
+        ).fetchone()
+        leaves, top = connection.execute(
+            "SELECT count(*), max(idx) FROM log_leaves WHERE origin = ?", (origin,)
+        ).fetchone()
+        (entries,) = connection.execute(
+            "SELECT count(*) FROM list_entries WHERE origin = ?", (origin,)
+        ).fetchone()
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    if head is None:
+        return LogState(0, None, None, leaves, top, entries)
+    size, root, checkpoint = head
+    signed = SignedCheckpoint.from_bytes(bytes(checkpoint)) if checkpoint else None
     return LogState(
-        size=head.size if head else 0,
-        root=head.root if head else None,
+        size=size,
+        root=bytes(root),
+        checkpoint_size=signed.checkpoint.size if signed else None,
         leaves=leaves,
-        distinct_indexes=distinct,
         max_index=top,
         entries=entries,
-        checkpoint_size=checkpoint,
     )
 
 
@@ -152,8 +167,10 @@ def kill9(node: DemoNode) -> None:
 
 
 def terminate(node: DemoNode) -> int:
+    """SIGTERM and wait for the exit code (0 for a clean stop)."""
     assert node.process is not None
-    node.process.send_signal(signal.SIGTERM)
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGTERM)
     return node.process.wait(timeout=20)
 
 
@@ -171,16 +188,12 @@ def move_database(source: Path, target: Path) -> None:
 
 
 def copy_database(source: Path, target: Path) -> None:
+    """Copy a (closed) SQLite database with its WAL files; ``target``'s old files go."""
+    for old in db_files(target):
+        old.unlink(missing_ok=True)
     for src, dst in zip(db_files(source), db_files(target), strict=True):
         if src.exists():
             shutil.copy2(src, dst)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class CuttingProxy:
@@ -257,8 +270,11 @@ class CuttingProxy:
 def _reset(sock: socket.socket) -> None:
     # SO_LINGER 0: close with a RST, as a broken network path or a dead middlebox would.
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    _close(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # SHUT_RD wakes the other pump's recv() without sending a FIN.
+        sock.shutdown(socket.SHUT_RD)
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _close(sock: socket.socket) -> None:
@@ -266,3 +282,109 @@ def _close(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+# --- federations and processes ----------------------------------------------------------
+
+
+def form(root: Path, cities: Sequence[str], *, proxied: str | None = None) -> Federation:
+    """Installed (not started) nodes of a federation of ``cities``. The ``proxied`` city
+    advertises one port in its member card and listens on another: the test puts a proxy
+    between them (``member.endpoint`` -> ``config.peer_listen``)."""
+    ports = free_ports(2 * len(cities) + 1)
+    members = []
+    for number, city in enumerate(cities):
+        peer, client = ports[2 * number], ports[2 * number + 1]
+        listen = f"127.0.0.1:{peer}"
+        members.append(
+            init_node(
+                root / city,
+                city_code=city,
+                endpoint=f"127.0.0.1:{ports[-1]}" if city == proxied else listen,
+                peer_listen=listen,
+                client_listen=f"127.0.0.1:{client}",
+                paillier_bits=1024,
+            )
+        )
+    nodes = [DemoNode(m, load_config(root / m.city_code, env={})) for m in members]
+    manifest = build_manifest(
+        federation_id="jiaodong",
+        federation_name="胶东经济圈",
+        members=members,
+        threshold=min(2, len(nodes)),
+        expires=SystemClock().now() + dt.timedelta(days=7),
+    )
+    signed = sign(manifest, nodes[: manifest.threshold])
+    for node in nodes:
+        install_manifest(node.config, signed.to_bytes(), clock=SystemClock())
+    return Federation(root, nodes, signed)
+
+
+def free_ports(count: int) -> list[int]:
+    # All bound at once, so that no two are the same.
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def database_named(config: NodeConfig, name: str) -> NodeConfig:
+    """The node's config pointing at another database file in its home."""
+    return dataclasses.replace(config, database_url=f"sqlite:///{config.home / name}")
+
+
+def alternative_database(config: NodeConfig, name: str, manifest: bytes) -> NodeConfig:
+    """The node's config pointing at a new database file in its home, with the federation
+    manifest installed there: a second history to swap in later."""
+    other = database_named(config, name)
+    install_manifest(other, manifest, clock=SystemClock())
+    return other
+
+
+def swap_in(node: DemoNode, replacement: NodeConfig, *, keep_as: str) -> NodeConfig:
+    """Replace the (stopped) node's database by ``replacement``'s; the current one is
+    kept under ``keep_as``. Returns the config pointing at the kept one."""
+    assert node.process is None or node.process.poll() is not None, "stop the node first"
+    current = sqlite_path(node.config)
+    kept = database_named(node.config, keep_as)
+    move_database(current, sqlite_path(kept))
+    move_database(sqlite_path(replacement), current)
+    return kept
+
+
+def until(
+    what: str,
+    check: Callable[[], bool],
+    *,
+    watch: Sequence[DemoNode] = (),
+    timeout_s: float = 30.0,
+    interval_s: float = 0.1,
+) -> float:
+    """Poll ``check`` until it holds; fails early if a watched node process exits."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        if check():
+            return time.monotonic() - began
+        for node in watch:
+            if node.process is not None and node.process.poll() is not None:
+                raise AssertionError(
+                    f"node {node.member.city_code} exited ({node.process.returncode}) while "
+                    f"waiting until {what}"
+                )
+        time.sleep(interval_s)
+    raise AssertionError(f"not reached within {timeout_s}s: {what}")
+
+
+@contextlib.contextmanager
+def running(nodes: Sequence[DemoNode]) -> Iterator[None]:
+    """On exit, stop the nodes still running; each must exit cleanly (code 0)."""
+    try:
+        yield
+    finally:
+        alive = [n for n in nodes if n.process is not None and n.process.poll() is None]
+        for node in alive:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGTERM)  # all at once: their grace runs together
+        codes = {n.member.city_code: terminate(n) for n in alive}
+        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"

@@ -27,7 +27,7 @@ from creditnet.v1 import manifest_pb2 as creditnet_dot_v1_dot_manifest__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63reditnet/v1/peer.proto\x12\x0c\x63reditnet.v1\x1a\x18\x63reditnet/v1/lists.proto\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0cHelloRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\x04\"\x84\x01\n\rHelloResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x13GetManifestsRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x04\"G\n\x14GetManifestsResponse\x12/\n\tmanifests\x18\x01 \x03(\x0b\x32\x1c.creditnet.v1.SignedManifest\"\x16\n\x14GetCheckpointRequest\"K\n\x15GetCheckpointResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\";\n\x1aGetConsistencyProofRequest\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"A\n\x10StreamLogRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\"_\n\x11StreamLogResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12%\n\x06leaves\x18\x02 \x03(\x0b\x32\x15.creditnet.v1.LogLeaf\x12\x14\n\x0cright_hashes\x18\x03 \x03(\x0c\"Q\n\x1a\x45xchangeCheckpointsRequest\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"R\n\x1b\x45xchangeCheckpointsResponse\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"K\n\x15NotifyAppendedRequest\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"\x18\n\x16NotifyAppendedResponse2\x85\x05\n\x0bPeerService\x12@\n\x05Hello\x12\x1a.creditnet.v1.HelloRequest\x1a\x1b.creditnet.v1.HelloResponse\x12U\n\x0cGetManifests\x12!.creditnet.v1.GetManifestsRequest\x1a\".creditnet.v1.GetManifestsResponse\x12X\n\rGetCheckpoint\x12\".creditnet.v1.GetCheckpointRequest\x1a#.creditnet.v1.GetCheckpointResponse\x12j\n\x13GetConsistencyProof\x12(.creditnet.v1.GetConsistencyProofRequest\x1a).creditnet.v1.GetConsistencyProofResponse\x12N\n\tStreamLog\x12\x1e.creditnet.v1.StreamLogRequest\x1a\x1f.creditnet.v1.StreamLogResponse0\x01\x12j\n\x13\x45xchangeCheckpoints\x12(.creditnet.v1.ExchangeCheckpointsRequest\x1a).creditnet.v1.ExchangeCheckpointsResponse\x12[\n\x0eNotifyAppended\x12#.creditnet.v1.NotifyAppendedRequest\x1a$.creditnet.v1.NotifyAppendedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63reditnet/v1/peer.proto\x12\x0c\x63reditnet.v1\x1a\x18\x63reditnet/v1/lists.proto\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0cHelloRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\x04\"\x84\x01\n\rHelloResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x13GetManifestsRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x04\"G\n\x14GetManifestsResponse\x12/\n\tmanifests\x18\x01 \x03(\x0b\x32\x1c.creditnet.v1.SignedManifest\"\x16\n\x14GetCheckpointRequest\"K\n\x15GetCheckpointResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\";\n\x1aGetConsistencyProofRequest\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"P\n\x10StreamLogRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"_\n\x11StreamLogResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12%\n\x06leaves\x18\x02 \x03(\x0b\x32\x15.creditnet.v1.LogLeaf\x12\x14\n\x0cright_hashes\x18\x03 \x03(\x0c\"Q\n\x1a\x45xchangeCheckpointsRequest\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"R\n\x1b\x45xchangeCheckpointsResponse\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"K\n\x15NotifyAppendedRequest\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"\x18\n\x16NotifyAppendedResponse2\x85\x05\n\x0bPeerService\x12@\n\x05Hello\x12\x1a.creditnet.v1.HelloRequest\x1a\x1b.creditnet.v1.HelloResponse\x12U\n\x0cGetManifests\x12!.creditnet.v1.GetManifestsRequest\x1a\".creditnet.v1.GetManifestsResponse\x12X\n\rGetCheckpoint\x12\".creditnet.v1.GetCheckpointRequest\x1a#.creditnet.v1.GetCheckpointResponse\x12j\n\x13GetConsistencyProof\x12(.creditnet.v1.GetConsistencyProofRequest\x1a).creditnet.v1.GetConsistencyProofResponse\x12N\n\tStreamLog\x12\x1e.creditnet.v1.StreamLogRequest\x1a\x1f.creditnet.v1.StreamLogResponse0\x01\x12j\n\x13\x45xchangeCheckpoints\x12(.creditnet.v1.ExchangeCheckpointsRequest\x1a).creditnet.v1.ExchangeCheckpointsResponse\x12[\n\x0eNotifyAppended\x12#.creditnet.v1.NotifyAppendedRequest\x1a$.creditnet.v1.NotifyAppendedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,17 +51,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=610
   _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=655
   _globals['_STREAMLOGREQUEST']._serialized_start=657
-  _globals['_STREAMLOGREQUEST']._serialized_end=722
-  _globals['_STREAMLOGRESPONSE']._serialized_start=724
-  _globals['_STREAMLOGRESPONSE']._serialized_end=819
-  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_start=821
-  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_end=902
-  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_start=904
-  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_end=986
-  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_start=988
-  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_end=1063
-  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_start=1065
-  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_end=1089
-  _globals['_PEERSERVICE']._serialized_start=1092
-  _globals['_PEERSERVICE']._serialized_end=1737
+  _globals['_STREAMLOGREQUEST']._serialized_end=737
+  _globals['_STREAMLOGRESPONSE']._serialized_start=739
+  _globals['_STREAMLOGRESPONSE']._serialized_end=834
+  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_start=836
+  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_end=917
+  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_start=919
+  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_end=1001
+  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_start=1003
+  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_end=1078
+  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_start=1080
+  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_end=1104
+  _globals['_PEERSERVICE']._serialized_start=1107
+  _globals['_PEERSERVICE']._serialized_end=1752
 # @@protoc_insertion_point(module_scope)

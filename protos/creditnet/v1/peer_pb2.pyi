@@ -197,21 +197,28 @@ class StreamLogRequest(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     MAX_BATCH_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
     start: _builtins.int
     end: _builtins.int
     """The size of a checkpoint of this node's log that the caller holds."""
     max_batch: _builtins.int
     """At most this many leaves per batch (0: the server's default; the server may send fewer)."""
+    count: _builtins.int
+    """Send at most this many leaves in this stream (0: all of [start, end)). Batches still
+    carry the right-hand hashes of the tree of size `end`, so a long log can be fetched in
+    several streams against one checkpoint.
+    """
     def __init__(
         self,
         *,
         start: _builtins.int = ...,
         end: _builtins.int = ...,
         max_batch: _builtins.int = ...,
+        count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "max_batch", b"max_batch", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "end", b"end", "max_batch", b"max_batch", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
