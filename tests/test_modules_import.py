@@ -15,6 +15,8 @@ MODULES = sorted(
     info.name
     for package in (node, federation, bench)
     for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
+    # Alembic runs the migration scripts itself, inside its own context.
+    if ".migrations." not in info.name
 )
 
 
