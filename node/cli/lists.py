@@ -32,7 +32,7 @@ from federation.clock import format_utc
 from federation.errors import CreditNetError, InvalidInputError
 from federation.sanctions import ListKind
 from federation.subjects import mask_resident_id
-from node.cli.table import render_table
+from node.cli.table import ago, render_table
 from node.client import MAX_PAGE_SIZE, NodeClient
 from node.config import load_config
 from node.imports import (
@@ -589,15 +589,6 @@ def masked_subject(subject: lists_pb2.Subject) -> str:
     return value
 
 
-def _since(stamp: dt.datetime, now: dt.datetime) -> str:
-    seconds = max(0, int((now - stamp).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return format_utc(stamp)
-
-
 def _city_names(client: NodeClient) -> dict[str, str]:
     return {m.city_code: m.name for m in client.status().members}
 
@@ -644,9 +635,7 @@ def format_subject_status(
             continue
         lag = fresh.latest_seen_size - fresh.verified_size
         last = (
-            _since(fresh.last_sync.ToDatetime(dt.UTC), now)
-            if fresh.HasField("last_sync")
-            else "never"
+            ago(fresh.last_sync.ToDatetime(dt.UTC), now) if fresh.HasField("last_sync") else "never"
         )
         lines.append(
             f"  {_city(fresh.origin, names)}: verified {fresh.verified_size} of "
@@ -732,7 +721,7 @@ def format_sync(
     rows = []
     for replica in response.replicas:
         last = (
-            _since(replica.last_success.ToDatetime(dt.UTC), now)
+            ago(replica.last_success.ToDatetime(dt.UTC), now)
             if replica.HasField("last_success")
             else "never"
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 from creditnet.v1 import client_pb2
 from federation.clock import format_utc
-from node.cli.table import render_table
+from node.cli.table import ago, render_table
 from node.client import NodeClient
 from node.config import load_config
 
@@ -34,15 +34,6 @@ def show_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ago(stamp: dt.datetime, now: dt.datetime) -> str:
-    seconds = max(0, int((now - stamp).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return format_utc(stamp)
-
-
 def format_status(
     status: client_pb2.GetStatusResponse,
     *,
@@ -57,7 +48,7 @@ def format_status(
         else:
             state = "yes" if member.reachable else "NO"
             contact = (
-                _ago(member.last_contact.ToDatetime(dt.UTC), now)
+                ago(member.last_contact.ToDatetime(dt.UTC), now)
                 if member.HasField("last_contact")
                 else "never"
             )

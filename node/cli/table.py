@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from collections.abc import Sequence
+
+from federation.clock import format_utc
 
 
 def display_width(text: str) -> int:
@@ -22,3 +25,13 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         return "  ".join(padded).rstrip()
 
     return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def ago(stamp: dt.datetime, now: dt.datetime) -> str:
+    """How long ago, for people: seconds, then minutes, then the timestamp itself."""
+    seconds = max(0, int((now - stamp).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return format_utc(stamp)
