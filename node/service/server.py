@@ -86,17 +86,29 @@ def _health_and_reflection(server: grpc.aio.Server, service_name: str) -> Health
 async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> None:
     """Run until SIGTERM or SIGINT. Raises a CreditNetError if the node cannot start."""
     clock = clock or SystemClock()
+    # Signals first: a SIGTERM that arrives while the node is still starting must stop it
+    # cleanly too (it is handled as soon as start-up yields to the event loop).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     keys = load_node_keys(config)
     me = load_member(config, keys)  # the card must be the one of these keys
     database = open_database(config.database_url)
     try:
-        await _run(config, keys=keys, me=me, database=database, clock=clock)
+        await _run(config, keys=keys, me=me, database=database, clock=clock, stop=stop)
     finally:
         database.close()
 
 
 async def _run(
-    config: NodeConfig, *, keys: NodeKeys, me: Member, database: Database, clock: Clock
+    config: NodeConfig,
+    *,
+    keys: NodeKeys,
+    me: Member,
+    database: Database,
+    clock: Clock,
+    stop: asyncio.Event,
 ) -> None:
     trust = TrustStore(ManifestRepository(database), clock)
     manifest = trust.check_current()
@@ -197,11 +209,6 @@ async def _run(
         grpc.ssl_server_credentials([(keys.tls_key_pem, keys.tls_cert_pem)]),
         "client API",
     )
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
 
     await peer_server.start()
     await client_server.start()
