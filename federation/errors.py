@@ -162,3 +162,49 @@ class SplitViewError(CreditNetError):
     """A city showed two histories that cannot both be true; sync from it is stopped."""
 
     code = ErrorCode.FAILED_PRECONDITION
+
+
+# --- credit reports and their status lists ------------------------------------------
+
+
+class ReportFormatError(InvalidInputError):
+    """A credit report or a report status list is malformed (the message says which field)."""
+
+
+class ReportStatusError(FailedPreconditionError):
+    """A status change that cannot be made (e.g. revoking a report already revoked)."""
+
+
+class StatusListError(CreditNetError):
+    """A report status list is not signed by its issuer, or contradicts the copy held."""
+
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class StaleStatusListError(StatusListError):
+    """A status list older than the copy held: refused, as a rollback would be."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+# --- ratings -------------------------------------------------------------------------------
+
+
+class RatingError(InvalidInputError):
+    """A rating scale, statement, scale mapping or recognition policy is not valid."""
+
+
+class RatingVerificationError(CreditNetError):
+    """A signed rating statement or scale mapping is not signed by its issuer's key."""
+
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class CommonScaleMismatchError(RatingVerificationError):
+    """A scale mapping maps onto another common scale than the manifest's."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class ScaleMappingConflictError(AlreadyExistsError):
+    """An issuer signed two different mappings of one scale with the same version."""
