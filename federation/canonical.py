@@ -17,28 +17,22 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 
 
 def _check(value: JSONValue, path: str) -> None:
-    if isinstance(value, float):
-        raise InvalidInputError(f"{path}: floats are not allowed in signed documents")
-    if isinstance(value, str):
-        _check_text(value, path)
-    elif isinstance(value, dict):
+    # Exact type checks: this runs over every signed document, on the hot path of sync.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return
+    if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise InvalidInputError(f"{path}: object keys must be strings")
-            _check_text(key, path)
             _check(item, f"{path}.{key}")
-    elif isinstance(value, list):
+    elif kind is list:
         for index, item in enumerate(value):
             _check(item, f"{path}[{index}]")
-    elif value is not None and not isinstance(value, str | int | bool):
-        raise InvalidInputError(f"{path}: {type(value).__name__} is not a JSON value")
-
-
-def _check_text(text: str, path: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError(f"{path}: text is not valid Unicode (lone surrogate)") from None
+    elif kind is float:
+        raise InvalidInputError(f"{path}: floats are not allowed in signed documents")
+    else:
+        raise InvalidInputError(f"{path}: {kind.__name__} is not a JSON value")
 
 
 def canonical_bytes(value: JSONValue) -> bytes:
@@ -48,9 +42,13 @@ def canonical_bytes(value: JSONValue) -> bytes:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            "text in the document is not valid Unicode (lone surrogate)"
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"cannot encode document: {exc}") from None
-    return text.encode("utf-8")
 
 
 def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValue]:
@@ -76,8 +74,33 @@ def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValu
         raise InvalidInputError(f"{what}: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a JSON object")
-    _check(value, "$")
+    try:
+        # A \ud800 escape parses into a lone surrogate that no UTF-8 document can carry.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        where = _lone_surrogate(value, "$") or "$"
+        raise InvalidInputError(f"{what}: {where}: text is not valid Unicode") from None
     return value
+
+
+def _lone_surrogate(value: JSONValue, path: str) -> str | None:
+    """Where the first text that cannot be UTF-8 is (only called once one is known)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, path) or _lone_surrogate(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _unique_keys(pairs: list[tuple[str, JSONValue]]) -> dict[str, JSONValue]:

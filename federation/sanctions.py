@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 import hmac
 import re
@@ -578,6 +579,7 @@ class SanctionEntry:
         return entry
 
 
+@functools.lru_cache(maxsize=16384)
 def entry_id(origin: str, authority: str, decision_no: str) -> str:
     """First 32 hex characters of SHA-256 over the canonical JSON of the decision's key.
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -347,7 +348,14 @@ def parse_subject(text: str, *, today: dt.date | None = None) -> SubjectId:
     Raises :class:`InvalidIdentifierError` saying precisely what is wrong. Warnings (a
     USCC whose organisation code check fails) are dropped; :func:`check_subject` has them.
     """
-    return _parse(text, today)[0]
+    if today is None:
+        return _parse(text, today)[0]
+    return _parse_on(text, today)[0]
+
+
+# The same identifier is validated several times when a list event is checked (subject,
+# entry, body); validation is a pure function of the text and the date, so cache it.
+_parse_on = functools.lru_cache(maxsize=16384)(lambda text, today: _parse(text, today))
 
 
 def parse_uscc(text: str) -> SubjectId:

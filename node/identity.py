@@ -1,10 +1,12 @@
 """A node's identity: creating it (``credit-node init``) and loading it back consistently.
 
-The identity is the signing key (Ed25519), the TLS key and self-signed certificate (ECDSA
-P-256, RFC 5280 profile below), the Paillier key pair, the client API token, and the
-public member card built from them and signed by the signing key. Peers do not rely on a
-CA: they pin the certificate's SHA-256 fingerprint from the federation manifest and
-check the DNS name ``<city>.node.creditnet`` in its subjectAltName.
+The identity is the signing key (Ed25519 by default, or SM2/SM3 for a federation that
+uses the 国密 suite; see :mod:`federation.signing`), the TLS key and self-signed
+certificate (ECDSA P-256, RFC 5280 profile below), the Paillier key pair, the client API
+token, and the public member card built from them and signed by the signing key. Peers do
+not rely on a CA: they pin the certificate's SHA-256 fingerprint from the federation
+manifest and check the DNS name ``<city>.node.creditnet`` in its subjectAltName. The TLS
+key stays ECDSA P-256 whatever the signature suite: gRPC's BoringSSL has no SM2 TLS.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from federation.member import (
     sign_member_card,
     tls_server_name,
 )
-from federation.signing import SigningKey
+from federation.signing import ED25519, SUITES, SigningKey
 from node.config import (
     DEFAULT_CLIENT_LISTEN,
     DEFAULT_ENDPOINT,
@@ -85,13 +87,16 @@ def init_node(
     peer_listen: str | None = None,
     client_listen: str = DEFAULT_CLIENT_LISTEN,
     paillier_bits: int = DEFAULT_PAILLIER_BITS,
+    signature_suite: str = ED25519,
     force: bool = False,
     clock: Clock | None = None,
 ) -> Member:
     """Create a node's keys, certificate, member card and ``node.toml`` in ``home``.
 
-    Refuses to touch an existing identity unless ``force``: replacing keys makes the
-    node a stranger to a federation that knows its old card.
+    ``signature_suite`` is the suite of the signing key (:data:`~federation.signing.SUITES`):
+    it must be the one the federation signs with. Refuses to touch an existing identity
+    unless ``force``: replacing keys makes the node a stranger to a federation that knows
+    its old card.
     """
     clock = clock or SystemClock()
     check_city_code(city_code)
@@ -99,6 +104,10 @@ def init_node(
     check_endpoint(client_listen)
     if peer_listen is not None:
         check_endpoint(peer_listen)
+    if signature_suite not in SUITES:
+        raise InvalidInputError(
+            f"unknown signature suite {signature_suite!r}; choose one of {', '.join(SUITES)}"
+        )
     if not MIN_PAILLIER_BITS <= paillier_bits <= MAX_PAILLIER_BITS:
         raise InvalidInputError(
             f"Paillier key size must be {MIN_PAILLIER_BITS} to {MAX_PAILLIER_BITS} bits, "
@@ -133,7 +142,7 @@ def init_node(
         )
 
     # Everything is generated before anything is written.
-    signing_key = SigningKey.generate()
+    signing_key = SigningKey.generate(signature_suite)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     tls_cert_pem = self_signed_certificate(tls_key, city_code, now=clock.now())
     paillier_public, paillier_private = paillier.generate_paillier_keypair(n_length=paillier_bits)

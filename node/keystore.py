@@ -5,7 +5,8 @@ others can access: a key that may have leaked is reported, not silently used. Fi
 opened first and checked through the open descriptor, so the file that is checked is the
 file that is read.
 
-Files (see :class:`node.config.NodeFiles`): ``keys/signing.pem`` (Ed25519, PKCS#8 PEM),
+Files (see :class:`node.config.NodeFiles`): ``keys/signing.pem`` (Ed25519 or SM2,
+PKCS#8 PEM: see :mod:`federation.signing`),
 ``keys/tls.key`` (ECDSA P-256, PKCS#8 PEM) with ``keys/tls.crt``, ``keys/paillier.json``
 (``{"n", "p", "q"}`` in hex) and ``keys/client-token`` (bearer token of the client API).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from phe import paillier
@@ -205,6 +207,9 @@ def check_tls_pair(key_pem: bytes, cert_pem: bytes, *, key_path: Path) -> None:
     """The TLS key must be an ECDSA P-256 PEM key and belong to the certificate."""
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
+    except UnsupportedAlgorithm:
+        # An SM2 key (e.g. the signing key copied here) is a key cryptography cannot load.
+        raise KeyFileError(f"{key_path} is not an ECDSA P-256 key") from None
     except (ValueError, TypeError):
         raise KeyFileError(f"{key_path} is not an unencrypted PEM private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":

@@ -93,6 +93,7 @@ class Replicator:
         self._clock = clock
         self._monotonic = monotonic
         self._origins: dict[str, _Origin] = {}
+        self._self_contradictions: set[bytes] = set()
 
     def _state(self, origin: str) -> _Origin:
         return self._origins.setdefault(origin, _Origin())
@@ -266,11 +267,14 @@ class Replicator:
         reason: str,
         reported_by: str,
     ) -> None:
+        evidence = second.to_bytes()
+        if any(v.second_checkpoint == evidence for v in self._replicas.split_views(origin)):
+            return  # already held as evidence (it comes back every exchange round)
         self._replicas.add_split_view(
             origin=origin,
             detected_at=self._clock.now(),
             first_checkpoint=first.to_bytes(),
-            second_checkpoint=second.to_bytes(),
+            second_checkpoint=evidence,
             reason=reason,
             reported_by=reported_by,
         )
@@ -301,7 +305,9 @@ class Replicator:
             origin = checkpoint.origin
             store = LogStore(origin, self._logs, self._entries, self._clock)
             if origin == self._me:
-                if _contradiction(store, None, checkpoint, from_origin=False):
+                contradicts = _contradiction(store, None, checkpoint, from_origin=False)
+                if contradicts and document not in self._self_contradictions:
+                    self._self_contradictions.add(document)  # once per checkpoint, not per round
                     log.error(
                         "a checkpoint signed by this node contradicts its own log",
                         extra={"fields": {"reported_by": reported_by, "size": checkpoint.size}},

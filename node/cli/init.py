@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from federation.signing import ED25519, SUITES
 from node.config import DEFAULT_CLIENT_LISTEN, DEFAULT_ENDPOINT, NodePaths
 from node.identity import DEFAULT_PAILLIER_BITS, init_node
 
@@ -15,7 +16,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "init",
         help="create a node: keys, TLS certificate, member card and node.toml",
         description=(
-            "Create a city node in DIR: an Ed25519 signing key, a TLS key and self-signed "
+            "Create a city node in DIR: a signing key (Ed25519, or SM2/SM3 with "
+            "--signature-suite sm2-sm3), a TLS key and self-signed "
             "certificate, a Paillier key pair, a client API token, the signed member card "
             "and node.toml. Refuses to replace an existing identity without --force."
         ),
@@ -50,6 +52,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help=f"Paillier modulus size (default {DEFAULT_PAILLIER_BITS})",
     )
     parser.add_argument(
+        "--signature-suite",
+        choices=SUITES,
+        default=ED25519,
+        help=f"suite of the signing key; the federation's suite (default {ED25519}; "
+        "sm2-sm3 is the GB/T 32918 国密 suite). The TLS key is ECDSA P-256 either way",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace an existing identity with new keys"
     )
     parser.set_defaults(handler=run)
@@ -64,13 +73,17 @@ def run(args: argparse.Namespace) -> int:
         peer_listen=args.peer_listen,
         client_listen=args.client_listen,
         paillier_bits=args.paillier_bits,
+        signature_suite=args.signature_suite,
         force=args.force,
     )
     files = NodePaths(args.dir)
     print(f"Created node {member.city_code} ({member.name}) in {files.home}")
     print(f"  config          {files.config_path}")
     print(f"  member card     {files.member_card_path}")
-    print(f"  signing key     {files.signing_key_path}  (id {member.signing_key.keyid})")
+    print(
+        f"  signing key     {files.signing_key_path}  "
+        f"({member.signing_key.suite}, id {member.signing_key.keyid})"
+    )
     print(f"  TLS key         {files.tls_key_path}")
     print(f"  TLS certificate {files.tls_cert_path}")
     print(f"                  sha256 {member.tls_fingerprint}")

@@ -39,9 +39,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_while_starting)
     try:
         config = load_config(args.dir)
-        configure_logging(
-            city_code=config.city_code, level=config.log_level, fmt=config.log_format
-        )
+        configure_logging(city_code=config.city_code, level=config.log_level, fmt=config.log_format)
         asyncio.run(run_node(config))
     except _StoppedWhileStarting:
         return 0

@@ -197,9 +197,10 @@ def copy_database(source: Path, target: Path) -> None:
 
 
 class CuttingProxy:
-    """Forwards TCP connections to ``target``; connection number ``i`` (from 0) is cut, both
-    ways, once ``cut_after[i]`` bytes have gone from the target back to the client. Later
-    connections pass untouched. TLS goes through as opaque bytes."""
+    """Forwards TCP connections to ``target``; connection number ``i`` (from 0, counting
+    those the target accepted) is cut, both ways, once ``cut_after[i]`` bytes have gone from
+    the target back to the client. Later connections pass untouched. TLS goes through as
+    opaque bytes."""
 
     def __init__(self, listen_port: int, target: tuple[str, int], cut_after: Sequence[int]):
         self.target = target
@@ -229,16 +230,16 @@ class CuttingProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            with self._lock:
-                number = self.connections
-                self.connections += 1
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
+                # The target is not listening yet: not a connection that counts.
                 _close(client)
                 continue
             upstream.settimeout(None)
             with self._lock:
+                number = self.connections
+                self.connections += 1
                 self._sockets += [client, upstream]
             limit = self.cut_after[number] if number < len(self.cut_after) else None
             threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
@@ -386,5 +387,7 @@ def running(nodes: Sequence[DemoNode]) -> Iterator[None]:
         for node in alive:
             assert node.process is not None
             node.process.send_signal(signal.SIGTERM)  # all at once: their grace runs together
-        codes = {n.member.city_code: terminate(n) for n in alive}
+        # Waited for, not signalled twice: a second SIGTERM during shutdown may end the
+        # process without its clean-up.
+        codes = {n.member.city_code: n.process.wait(timeout=20) for n in alive if n.process}
         assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
