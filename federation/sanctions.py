@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -300,14 +299,19 @@ def _check_text(value: object, name: str, *, limit: int, optional: bool = False)
         raise ListEntryError(f"{name}: must not start or end with whitespace")
     if len(value) > limit:
         raise ListEntryError(f"{name}: is {len(value)} characters long, at most {limit} allowed")
-    multiline = limit > 200
-    for ch in value:
-        category = unicodedata.category(ch)
-        if category == "Cs":
-            raise ListEntryError(f"{name}: contains a lone surrogate (not valid Unicode text)")
-        if category == "Cc" and not (multiline and ch in "\n\t"):
-            raise ListEntryError(f"{name}: contains the control character U+{ord(ch):04X}")
+    if _SURROGATE.search(value):
+        raise ListEntryError(f"{name}: contains a lone surrogate (not valid Unicode text)")
+    found = (_CONTROL_MULTILINE if limit > 200 else _CONTROL).search(value)
+    if found:
+        raise ListEntryError(f"{name}: contains the control character U+{ord(found[0]):04X}")
     return value
+
+
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; long texts may hold
+# newlines and tabs. Regular expressions, because this runs for every field of every event.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _trim(value: str) -> str:

@@ -182,10 +182,7 @@ class SubjectId:
 
     def __post_init__(self) -> None:
         # The invariant that does not depend on the date: a SubjectId is always valid.
-        if self.kind is SubjectKind.RESIDENT_ID:
-            _validate_resident_id(self.value, today=None)
-        else:
-            _validate_uscc(self.value)
+        _check_valid(self.kind, self.value)
 
     @property
     def masked(self) -> str:
@@ -351,6 +348,15 @@ def parse_subject(text: str, *, today: dt.date | None = None) -> SubjectId:
     if today is None:
         return _parse(text, today)[0]
     return _parse_on(text, today)[0]
+
+
+@functools.lru_cache(maxsize=16384)
+def _check_valid(kind: SubjectKind, value: str) -> None:
+    # Cached: a SubjectId is built several times for one identifier on the sync path.
+    if kind is SubjectKind.RESIDENT_ID:
+        _validate_resident_id(value, today=None)
+    else:
+        _validate_uscc(value)
 
 
 # The same identifier is validated several times when a list event is checked (subject,
