@@ -25,12 +25,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from federation.errors import ConfigError, CreditNetError
+from federation.errors import ConfigError, CreditNetError, InvalidInputError
 from federation.member import check_city_code, check_endpoint
+from federation.ratings import (
+    PRESET_SCALES,
+    RatingScale,
+    RecognitionPolicy,
+    policy_from_config,
+    scales_from_config,
+)
 from federation.sanctions import DEFAULT_POLICIES, ListKind, ListPolicy, policies_from_config
 
 CONFIG_FILE = "node.toml"
 LISTS_SECTION = "lists"
+RATINGS_SECTION = "ratings"
 MEMBER_CARD_FILE = "member-card.json"
 KEYS_DIR = "keys"
 ENV_PREFIX = "CREDIT_NODE_"
@@ -253,6 +261,15 @@ class NodeConfig(NodeFiles):
     list_policies: Mapping[ListKind, ListPolicy] = dataclasses.field(
         default_factory=lambda: MappingProxyType(dict(DEFAULT_POLICIES))
     )
+    # [ratings]: this city's local scales, their mappings onto the common scale, and
+    # which other cities' ratings it recognises (see federation.ratings).
+    rating_scales: Mapping[str, RatingScale] = dataclasses.field(
+        default_factory=lambda: MappingProxyType(dict(PRESET_SCALES))
+    )
+    rating_mappings: Mapping[str, Mapping[str, str]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    recognition: RecognitionPolicy = dataclasses.field(default_factory=RecognitionPolicy)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     log_level: str = "INFO"
     log_format: LogFormat = "json"
@@ -328,6 +345,12 @@ def _from_document(document: dict[str, Any], path: Path) -> dict[str, Any]:
         by_section.setdefault(setting.section, {})[setting.key] = setting
     values: dict[str, Any] = {}
     for section, table in document.items():
+        if section == RATINGS_SECTION:
+            try:
+                values.update(_ratings(table))
+            except CreditNetError as exc:
+                raise ConfigError(f"{path}: {exc.message}") from None
+            continue
         if section == LISTS_SECTION:
             try:
                 values["list_policies"] = MappingProxyType(policies_from_config(table))
@@ -338,7 +361,8 @@ def _from_document(document: dict[str, Any], path: Path) -> dict[str, Any]:
         if known is None:
             raise ConfigError(
                 f"{path}: unknown section [{section}]",
-                hint="known sections: " + ", ".join(f"[{s}]" for s in [*by_section, LISTS_SECTION]),
+                hint="known sections: "
+                + ", ".join(f"[{s}]" for s in [*by_section, LISTS_SECTION, RATINGS_SECTION]),
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a [{section}] table")
@@ -350,6 +374,40 @@ def _from_document(document: dict[str, Any], path: Path) -> dict[str, Any]:
                     hint=f"known keys in [{section}]: {', '.join(known)}",
                 )
             values[found.field] = _checked(found, value, str(path))
+    return values
+
+
+def _ratings(table: object) -> dict[str, Any]:
+    """``[ratings.scales.*]``, ``[ratings.mappings.<scale>]`` and ``[ratings.recognition]``."""
+    if not isinstance(table, dict):
+        raise InvalidInputError("[ratings] must be a table")
+    unknown = sorted(set(table) - {"scales", "mappings", "recognition"})
+    if unknown:
+        raise InvalidInputError(
+            f"[ratings]: unknown table {unknown[0]!r}; known: scales, mappings, recognition"
+        )
+    values: dict[str, Any] = {}
+    scales = scales_from_config(table.get("scales", {}))
+    values["rating_scales"] = MappingProxyType(scales)
+    mappings = table.get("mappings", {})
+    if not isinstance(mappings, dict):
+        raise InvalidInputError("[ratings.mappings] must hold one table per scale")
+    checked: dict[str, Mapping[str, str]] = {}
+    for scale_id, grades in mappings.items():
+        if scale_id not in scales:
+            raise InvalidInputError(
+                f"[ratings.mappings.{scale_id}]: no such scale; known: {', '.join(sorted(scales))}"
+            )
+        if not isinstance(grades, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in grades.items()
+        ):
+            raise InvalidInputError(
+                f"[ratings.mappings.{scale_id}] must map each local grade to a common grade"
+            )
+        checked[scale_id] = MappingProxyType(dict(grades))
+    values["rating_mappings"] = MappingProxyType(checked)
+    if "recognition" in table:
+        values["recognition"] = policy_from_config(table["recognition"])
     return values
 
 

@@ -15,6 +15,7 @@ from federation.clock import Clock, format_utc
 from federation.errors import CreditNetError, FailedPreconditionError
 from federation.manifest import Manifest, SignedManifest, TrustedChain
 from federation.member import Member, parse_member_card
+from federation.reports import ManifestEpoch, epochs
 from node.config import NodeConfig
 from node.storage.database import open_database
 from node.storage.repositories import EventRepository, ManifestRepository, StoredManifest
@@ -63,6 +64,16 @@ class TrustStore:
 
     def on_change(self, listener: Callable[[Manifest], None]) -> None:
         self._listeners.append(listener)
+
+    def epochs(self) -> tuple[ManifestEpoch, ...]:
+        """Every trusted version with the time this node adopted it (the first one counts
+        as known from the start): what offline report verification needs."""
+        if self._chain is None:
+            return ()
+        adopted = {s.version: s.adopted_at for s in self._repository.chain()}
+        first = self._chain.documents()[0].manifest.version
+        adopted.pop(first, None)
+        return epochs(self._chain, adopted)
 
     def documents_after(self, version: int) -> list[bytes]:
         return [s.document for s in self._repository.after(version)]

@@ -10,15 +10,26 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, manifest_pb2, subject_pb2
+from creditnet.v1 import (
+    client_pb2,
+    client_pb2_grpc,
+    lists_pb2,
+    manifest_pb2,
+    reports_pb2,
+    subject_pb2,
+)
 from federation.clock import Clock
-from federation.errors import CreditNetError, InvalidInputError
+from federation.errors import CreditNetError, InvalidInputError, NotFoundError
 from federation.member import check_city_code
+from federation.reports import check_report_no
 from federation.subjects import CHINA_TZ, SubjectKind, check_subject, parse_subject
 from node.ledger import Change, Outcome, OwnLog
 from node.peers import PeerLinks
 from node.queries import Freshness, ListQueries
+from node.ratings_desk import RatingDesk, statement_for
 from node.replication import Replicator
+from node.report_html import render_html
+from node.reporting import ReportOffice
 from node.service.convert import change_from_wire, history_to_wire, timestamp, view_to_wire
 from node.service.errors import translate_errors
 from node.storage.repositories import EventRepository, PeerContactRepository
@@ -58,10 +69,14 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         queries: ListQueries,
         replicator: Replicator,
         links: PeerLinks,
+        reports: ReportOffice,
+        ratings: RatingDesk,
         clock: Clock,
         heartbeat_interval_s: float,
         started: dt.datetime,
     ) -> None:
+        self._reports = reports
+        self._ratings = ratings
         self._own = own_log
         self._queries = queries
         self._replicator = replicator
@@ -290,8 +305,139 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         self._replicator.resume(origin)
         return client_pb2.ResumeSyncResponse()
 
+    # --- reports and ratings ---------------------------------------------------------
+
+    @translate_errors
+    async def IssueReport(
+        self, request: client_pb2.IssueReportRequest, context: Any
+    ) -> client_pb2.IssueReportResponse:
+        signed = self._reports.issue(
+            request.subject_id,
+            subject_name=request.subject_name.strip(),
+            valid_days=request.valid_days,
+            supersedes=request.supersedes.strip(),
+        )
+        issuer_name = self._trust.current.member(self._city_code)
+        return client_pb2.IssueReportResponse(
+            report=reports_pb2.SignedReport(document=signed.to_bytes()),
+            report_no=signed.report.report_no,
+            verification_code=signed.verification_code,
+            html=render_html(signed, issuer_name_zh=issuer_name.name if issuer_name else ""),
+        )
+
+    @translate_errors
+    async def VerifyReport(
+        self, request: client_pb2.VerifyReportRequest, context: Any
+    ) -> client_pb2.VerifyReportResponse:
+        if not request.report.document:
+            raise InvalidInputError("no report given")
+        result = await self._reports.verify(
+            request.report.document, offline_only=request.offline_only
+        )
+        answer = client_pb2.VerifyReportResponse(
+            verdict=_VERDICT[result.verdict.state],
+            summary=result.verdict.summary,
+            reasons=list(result.verdict.reasons),
+            status_source=result.status_source,
+        )
+        report = result.report
+        if report is not None:
+            answer.report_no = report.report_no
+            answer.issuer = report.issuer
+            answer.masked_subject = report.subject.masked
+            answer.issued_at.CopyFrom(timestamp(report.issued_at))
+            answer.valid_until.CopyFrom(timestamp(report.valid_until))
+        if result.status_as_of is not None:
+            answer.status_as_of.CopyFrom(timestamp(result.status_as_of))
+        if result.status is not None and result.status.superseded_by:
+            answer.superseded_by = result.status.superseded_by
+        return answer
+
+    @translate_errors
+    async def RevokeReport(
+        self, request: client_pb2.RevokeReportRequest, context: Any
+    ) -> client_pb2.RevokeReportResponse:
+        version = self._reports.revoke(check_report_no(request.report_no), request.reason)
+        return client_pb2.RevokeReportResponse(status_list_version=version)
+
+    @translate_errors
+    async def SubmitRating(
+        self, request: client_pb2.SubmitRatingRequest, context: Any
+    ) -> client_pb2.SubmitRatingResponse:
+        today = _china_today(self._clock)
+        subject = parse_subject(request.subject_id, today=today)
+        scale = self._ratings.scales.get(request.scale_id)
+        if scale is None:
+            raise NotFoundError(
+                f"scale {request.scale_id!r} is not one of this city's scales "
+                f"({', '.join(sorted(self._ratings.scales))})"
+            )
+        statement = statement_for(
+            issuer=self._city_code,
+            subject=subject,
+            subject_name=request.subject_name.strip(),
+            scale=scale,
+            grade=request.grade.strip(),
+            points=request.points if request.has_points else None,
+            issued_on=_optional_date(request.issued_on, "issued_on"),
+            valid_until=_required_date(request.valid_until, "valid_until"),
+            evidence_ref=request.evidence_ref.strip(),
+            clock=self._clock,
+        )
+        return client_pb2.SubmitRatingResponse(sequence=self._ratings.submit(statement))
+
+    @translate_errors
+    async def GetSubjectRatings(
+        self, request: client_pb2.GetSubjectRatingsRequest, context: Any
+    ) -> client_pb2.GetSubjectRatingsResponse:
+        subject = parse_subject(request.subject_id, today=_china_today(self._clock))
+        views = []
+        for answer in self._ratings.about(subject):
+            statement = answer.statement
+            view = reports_pb2.RatingView(
+                issuer=statement.issuer,
+                scale_id=statement.scale_id,
+                scale_name=answer.scale.name if answer.scale else "",
+                grade=statement.grade,
+                points=statement.points or 0,
+                common_grade=answer.recognition.common_grade or "",
+                recognised=answer.recognition.recognised,
+                reasons=list(answer.recognition.reasons),
+                issued_on=statement.issued_on.isoformat(),
+                valid_until=statement.valid_until.isoformat(),
+                evidence_ref=statement.evidence_ref,
+            )
+            view.received_at.CopyFrom(timestamp(answer.received_at))
+            views.append(view)
+        return client_pb2.GetSubjectRatingsResponse(
+            masked_subject=subject.masked,
+            ratings=views,
+            common_scale=list(self._trust.current.common_scale),
+        )
+
 
 MAX_CHANGES = 1000
+
+_VERDICT = {
+    "valid": reports_pb2.REPORT_VERDICT_VALID,
+    "revoked": reports_pb2.REPORT_VERDICT_REVOKED,
+    "superseded": reports_pb2.REPORT_VERDICT_SUPERSEDED,
+    "expired": reports_pb2.REPORT_VERDICT_EXPIRED,
+    "invalid": reports_pb2.REPORT_VERDICT_INVALID,
+    "status-unknown": reports_pb2.REPORT_VERDICT_STATUS_UNKNOWN,
+}
+
+
+def _optional_date(text: str, field: str) -> dt.date | None:
+    return _required_date(text, field) if text.strip() else None
+
+
+def _required_date(text: str, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInputError(f"{field}: {text!r} is not a date YYYY-MM-DD") from None
+
 
 _OUTCOME = {
     Outcome.APPLIED: client_pb2.CHANGE_OUTCOME_APPLIED,

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from creditnet.v1 import lists_pb2, manifest_pb2, peer_pb2, peer_pb2_grpc
+from creditnet.v1 import lists_pb2, manifest_pb2, peer_pb2, peer_pb2_grpc, reports_pb2
 from federation.clock import Clock
 from federation.errors import (
     CreditNetError,
@@ -18,9 +18,12 @@ from federation.errors import (
 )
 from federation.member import Member
 from federation.merkle import PerfectSubtrees, consistency_proof, decompose
+from federation.reports import check_report_no
 from node.ledger import OwnLog
 from node.peers import PeerLinks
+from node.ratings_desk import RatingDesk
 from node.replication import Replicator
+from node.reporting import ReportOffice
 from node.service.errors import STATUS_FOR, translate_errors
 from node.service.tls import peer_fingerprint
 from node.storage.lists import LogRepository
@@ -44,8 +47,12 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         own_log: OwnLog,
         replicator: Replicator,
         logs: LogRepository,
+        reports: ReportOffice,
+        ratings: RatingDesk,
         clock: Clock,
     ) -> None:
+        self._reports = reports
+        self._ratings = ratings
         self._city_code = city_code
         self._trust = trust
         self._links = links
@@ -192,6 +199,43 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         )
         self._replicator.schedule(caller.city_code)
         return peer_pb2.NotifyAppendedResponse()
+
+    @translate_errors
+    async def GetReportStatus(
+        self, request: peer_pb2.GetReportStatusRequest, context: Context
+    ) -> peer_pb2.GetReportStatusResponse:
+        self._caller(context)
+        status = self._reports.own_status(check_report_no(request.report_no))
+        answer = peer_pb2.GetReportStatusResponse(
+            state=_REPORT_STATE[status.state],
+            reason=status.reason,
+            superseded_by=status.superseded_by or "",
+        )
+        answer.at.FromDatetime(status.at)
+        return answer
+
+    @translate_errors
+    async def GetStatusList(
+        self, request: peer_pb2.GetStatusListRequest, context: Context
+    ) -> peer_pb2.GetStatusListResponse:
+        self._caller(context)
+        return peer_pb2.GetStatusListResponse(
+            status_list=reports_pb2.SignedStatusList(document=self._reports.signed_status_list())
+        )
+
+    @translate_errors
+    async def GetRatings(
+        self, request: peer_pb2.GetRatingsRequest, context: Context
+    ) -> peer_pb2.GetRatingsResponse:
+        self._caller(context)
+        return self._ratings.publications(request.after_sequence, request.limit)
+
+
+_REPORT_STATE = {
+    "valid": reports_pb2.REPORT_STATE_VALID,
+    "revoked": reports_pb2.REPORT_STATE_REVOKED,
+    "superseded": reports_pb2.REPORT_STATE_SUPERSEDED,
+}
 
 
 class CachedTree:

@@ -35,13 +35,16 @@ from node.ledger import OwnLog
 from node.logstore import LogStore
 from node.peers import PeerLinks
 from node.queries import ListQueries
+from node.ratings_desk import RatingDesk
 from node.replication import Replicator
+from node.reporting import ReportOffice
 from node.service.client_api import ClientApi, TokenAuthInterceptor
 from node.service.options import server_options
 from node.service.peer_api import PeerApi
 from node.service.tls import PinnedServerCredentials
 from node.storage.database import Database, open_database
 from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository
+from node.storage.reports import RatingRepository, ReportRepository
 from node.storage.repositories import (
     EventRepository,
     ManifestRepository,
@@ -155,6 +158,29 @@ async def _run(
     queries = ListQueries(
         city_code=config.city_code, logs=logs, entries=entries, replicas=replicas, clock=clock
     )
+    ratings = RatingDesk(
+        city_code=config.city_code,
+        signing_key=keys.signing_key,
+        trust=trust,
+        ratings=RatingRepository(database),
+        scales=config.rating_scales,
+        mappings=config.rating_mappings,
+        policy=config.recognition,
+        links=links,
+        clock=clock,
+    )
+    ratings.publish_mappings()
+    reports = ReportOffice(
+        city_code=config.city_code,
+        city_name=me.name,
+        signing_key=keys.signing_key,
+        trust=trust,
+        reports=ReportRepository(database),
+        queries=queries,
+        ratings=ratings,
+        links=links,
+        clock=clock,
+    )
     pinned = PinnedServerCredentials(
         key_pem=keys.tls_key_pem, cert_pem=keys.tls_cert_pem, manifest=manifest
     )
@@ -172,6 +198,8 @@ async def _run(
             own_log=own_log,
             replicator=replicator,
             logs=logs,
+            reports=reports,
+            ratings=ratings,
             clock=clock,
         ),
         peer_server,
@@ -194,6 +222,8 @@ async def _run(
             queries=queries,
             replicator=replicator,
             links=links,
+            reports=reports,
+            ratings=ratings,
             clock=clock,
             heartbeat_interval_s=config.heartbeat_interval_s,
             started=started,
@@ -227,7 +257,7 @@ async def _run(
     )
     loops = [
         asyncio.create_task(_heartbeat(config, trust, links, stop)),
-        asyncio.create_task(_sync(config, own_log, replicator, links, stop)),
+        asyncio.create_task(_sync(config, own_log, replicator, links, reports, ratings, stop)),
     ]
     try:
         await stop.wait()
@@ -267,9 +297,12 @@ async def _sync(
     own_log: OwnLog,
     replicator: Replicator,
     links: PeerLinks,
+    reports: ReportOffice,
+    ratings: RatingDesk,
     stop: asyncio.Event,
 ) -> None:
-    """Pull every city's log, swap checkpoints, and emit removals at end of publicity.
+    """Pull every city's log, swap checkpoints, and emit removals at end of publicity; pull
+    the other cities' report status lists and ratings.
     Changes also arrive between rounds: an owner tells its peers as soon as it records one."""
     while not stop.is_set():
         try:
@@ -277,6 +310,8 @@ async def _sync(
                 links.announce(own_log.store.checkpoint)
             await replicator.sync_all()
             await replicator.exchange_all()
+            await reports.pull_status_lists()
+            await ratings.pull_all()
         except Exception:
             log.exception("sync round failed")
         with contextlib.suppress(TimeoutError):

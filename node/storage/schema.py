@@ -10,6 +10,10 @@ hold every city's append-only list-event log as this node knows it: its own log 
 verified replicas of the others (RFC 9162-style Merkle trees, see the issue-3 design), the
 current state of every list entry derived from those logs, and the sync bookkeeping.
 
+The report and rating tables (``issued_reports``, ``status_lists``, ``report_status_checks``,
+``rating_statements``, ``scale_mappings``) keep signed documents verbatim (canonical JSON,
+exactly as signed and verified) next to the few columns the node looks them up by.
+
 Times are stored as UTC. PostgreSQL has ``timestamp with time zone``; SQLite has no time
 type at all, so :class:`UTCDateTime` normalises to UTC on the way in and hands back aware
 UTC datetimes on the way out on both engines.
@@ -232,11 +236,83 @@ split_views = Table(
     Index("ix_split_views_origin", "origin"),
 )
 
+
+# --- credit reports and ratings (issue 4) ---------------------------------------------------
+
+issued_reports = Table(
+    "issued_reports",
+    metadata,
+    Column("report_no", String(40), primary_key=True),  # CITY-YYYYMMDD-NNNNNN
+    # The report's bit in this node's status list: never reused, or a revocation would
+    # silently apply to two reports.
+    Column("status_index", BigInteger, nullable=False, unique=True),
+    Column("subject_id", String(32), nullable=False, index=True),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("valid_until", UTCDateTime, nullable=False),
+    Column("supersedes", String(40), nullable=True),
+    Column("document", LargeBinary, nullable=False),  # canonical signed report JSON
+    CheckConstraint("status_index >= 0", name="status_index_not_negative"),
+)
+
+status_lists = Table(
+    "status_lists",
+    metadata,
+    # One row per issuer: only the newest signed list is worth keeping.
+    Column("issuer", String(6), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),  # the issuer's time, from the list
+    Column("document", LargeBinary, nullable=False),  # canonical signed status list JSON
+    Column("received_at", UTCDateTime, nullable=False),
+    CheckConstraint("version >= 1", name="version_positive"),
+)
+
+report_status_checks = Table(
+    "report_status_checks",
+    metadata,
+    Column("report_no", String(40), primary_key=True),
+    Column("issuer", String(6), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("superseded_by", String(40), nullable=True),
+    Column("status_at", UTCDateTime, nullable=False),  # the issuer's time of the answer
+    Column("checked_at", UTCDateTime, nullable=False),  # our time: the cache's age
+    CheckConstraint("state IN ('valid', 'revoked', 'superseded')", name="state_known"),
+)
+
+rating_statements = Table(
+    "rating_statements",
+    metadata,
+    Column("issuer", String(6), nullable=False),
+    # The issuer's own numbering, from 1 without gaps: what replicas sync by.
+    Column("sequence", BigInteger, nullable=False, autoincrement=False),
+    Column("subject_id", String(32), nullable=False, index=True),
+    Column("scale_id", String(64), nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("valid_until", Date, nullable=False),
+    Column("document", LargeBinary, nullable=False),  # canonical signed statement JSON
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("issuer", "sequence"),
+    CheckConstraint("sequence >= 1", name="sequence_positive"),
+)
+
+scale_mappings = Table(
+    "scale_mappings",
+    metadata,
+    Column("issuer", String(6), nullable=False),
+    Column("scale_id", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("document", LargeBinary, nullable=False),  # canonical signed mapping JSON
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("issuer", "scale_id"),
+    CheckConstraint("version >= 1", name="version_positive"),
+)
+
 __all__ = [
     "LOG_BLOCK_LEAVES",
     "PEER_ERROR_MAX_CHARS",
     "UTCDateTime",
     "events",
+    "issued_reports",
     "list_entries",
     "log_blocks",
     "log_heads",
@@ -244,6 +320,10 @@ __all__ = [
     "manifests",
     "metadata",
     "peer_contacts",
+    "rating_statements",
     "replica_status",
+    "report_status_checks",
+    "scale_mappings",
     "split_views",
+    "status_lists",
 ]

@@ -9,6 +9,7 @@ node's configuration; never exposed to peers.
 from collections import abc as _abc
 from creditnet.v1 import lists_pb2 as _lists_pb2
 from creditnet.v1 import manifest_pb2 as _manifest_pb2
+from creditnet.v1 import reports_pb2 as _reports_pb2
 from creditnet.v1 import subject_pb2 as _subject_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -761,3 +762,305 @@ class ResumeSyncResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeSyncResponse: _TypeAlias = ResumeSyncResponse  # noqa: Y015
+
+@_typing.final
+class IssueReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_NAME_FIELD_NUMBER: _builtins.int
+    VALID_DAYS_FIELD_NUMBER: _builtins.int
+    SUPERSEDES_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    subject_name: _builtins.str
+    """The subject's name as registered (登记名称); the node fills it from list entries when
+    empty and it knows one.
+    """
+    valid_days: _builtins.int
+    """Validity in days (0: the node's default, 30)."""
+    supersedes: _builtins.str
+    """The number of an earlier report of this city that the new one replaces."""
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        subject_name: _builtins.str = ...,
+        valid_days: _builtins.int = ...,
+        supersedes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject_id", b"subject_id", "subject_name", b"subject_name", "supersedes", b"supersedes", "valid_days", b"valid_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueReportRequest: _TypeAlias = IssueReportRequest  # noqa: Y015
+
+@_typing.final
+class IssueReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    REPORT_NO_FIELD_NUMBER: _builtins.int
+    VERIFICATION_CODE_FIELD_NUMBER: _builtins.int
+    HTML_FIELD_NUMBER: _builtins.int
+    report_no: _builtins.str
+    verification_code: _builtins.str
+    """Short code a clerk can read out or type (also in the printed report)."""
+    html: _builtins.str
+    """Printable rendering (A4 HTML with the report number, code and QR code)."""
+    @_builtins.property
+    def report(self) -> _reports_pb2.SignedReport: ...
+    def __init__(
+        self,
+        *,
+        report: _reports_pb2.SignedReport | None = ...,
+        report_no: _builtins.str = ...,
+        verification_code: _builtins.str = ...,
+        html: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["html", b"html", "report", b"report", "report_no", b"report_no", "verification_code", b"verification_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueReportResponse: _TypeAlias = IssueReportResponse  # noqa: Y015
+
+@_typing.final
+class VerifyReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    OFFLINE_ONLY_FIELD_NUMBER: _builtins.int
+    offline_only: _builtins.bool
+    """Only the offline checks (signature, membership, validity); no status lookup."""
+    @_builtins.property
+    def report(self) -> _reports_pb2.SignedReport: ...
+    def __init__(
+        self,
+        *,
+        report: _reports_pb2.SignedReport | None = ...,
+        offline_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offline_only", b"offline_only", "report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyReportRequest: _TypeAlias = VerifyReportRequest  # noqa: Y015
+
+@_typing.final
+class VerifyReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    REPORT_NO_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    MASKED_SUBJECT_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    STATUS_SOURCE_FIELD_NUMBER: _builtins.int
+    STATUS_AS_OF_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
+    verdict: _reports_pb2.ReportVerdict.ValueType
+    summary: _builtins.str
+    """One line a clerk reads first, e.g. "signature valid, status unknown since 10:02"."""
+    report_no: _builtins.str
+    issuer: _builtins.str
+    masked_subject: _builtins.str
+    """The subject, masked when it is a person."""
+    status_source: _builtins.str
+    """Where the status came from: "issuer", "replica" (the issuer's signed status list held
+    here) or "" when none was available.
+    """
+    superseded_by: _builtins.str
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every check made, in order, with its outcome."""
+
+    @_builtins.property
+    def issued_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def status_as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        verdict: _reports_pb2.ReportVerdict.ValueType = ...,
+        summary: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        report_no: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        masked_subject: _builtins.str = ...,
+        issued_at: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        status_source: _builtins.str = ...,
+        status_as_of: _timestamp_pb2.Timestamp | None = ...,
+        superseded_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "status_as_of", b"status_as_of", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "issuer", b"issuer", "masked_subject", b"masked_subject", "reasons", b"reasons", "report_no", b"report_no", "status_as_of", b"status_as_of", "status_source", b"status_source", "summary", b"summary", "superseded_by", b"superseded_by", "valid_until", b"valid_until", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyReportResponse: _TypeAlias = VerifyReportResponse  # noqa: Y015
+
+@_typing.final
+class RevokeReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_NO_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    report_no: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        report_no: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "report_no", b"report_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeReportRequest: _TypeAlias = RevokeReportRequest  # noqa: Y015
+
+@_typing.final
+class RevokeReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_LIST_VERSION_FIELD_NUMBER: _builtins.int
+    status_list_version: _builtins.int
+    def __init__(
+        self,
+        *,
+        status_list_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status_list_version", b"status_list_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeReportResponse: _TypeAlias = RevokeReportResponse  # noqa: Y015
+
+@_typing.final
+class SubmitRatingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_NAME_FIELD_NUMBER: _builtins.int
+    SCALE_ID_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    HAS_POINTS_FIELD_NUMBER: _builtins.int
+    ISSUED_ON_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    EVIDENCE_REF_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    subject_name: _builtins.str
+    scale_id: _builtins.str
+    """One of this city's scales ([ratings.scales] in node.toml, or a preset)."""
+    grade: _builtins.str
+    points: _builtins.int
+    """For points scales; the grade then follows from the points when left empty."""
+    has_points: _builtins.bool
+    issued_on: _builtins.str
+    """YYYY-MM-DD."""
+    valid_until: _builtins.str
+    evidence_ref: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        subject_name: _builtins.str = ...,
+        scale_id: _builtins.str = ...,
+        grade: _builtins.str = ...,
+        points: _builtins.int = ...,
+        has_points: _builtins.bool = ...,
+        issued_on: _builtins.str = ...,
+        valid_until: _builtins.str = ...,
+        evidence_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence_ref", b"evidence_ref", "grade", b"grade", "has_points", b"has_points", "issued_on", b"issued_on", "points", b"points", "scale_id", b"scale_id", "subject_id", b"subject_id", "subject_name", b"subject_name", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitRatingRequest: _TypeAlias = SubmitRatingRequest  # noqa: Y015
+
+@_typing.final
+class SubmitRatingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitRatingResponse: _TypeAlias = SubmitRatingResponse  # noqa: Y015
+
+@_typing.final
+class GetSubjectRatingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSubjectRatingsRequest: _TypeAlias = GetSubjectRatingsRequest  # noqa: Y015
+
+@_typing.final
+class GetSubjectRatingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MASKED_SUBJECT_FIELD_NUMBER: _builtins.int
+    RATINGS_FIELD_NUMBER: _builtins.int
+    COMMON_SCALE_FIELD_NUMBER: _builtins.int
+    masked_subject: _builtins.str
+    @_builtins.property
+    def ratings(self) -> _containers.RepeatedCompositeFieldContainer[_reports_pb2.RatingView]: ...
+    @_builtins.property
+    def common_scale(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The federation's common scale, best first."""
+
+    def __init__(
+        self,
+        *,
+        masked_subject: _builtins.str = ...,
+        ratings: _abc.Iterable[_reports_pb2.RatingView] | None = ...,
+        common_scale: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["common_scale", b"common_scale", "masked_subject", b"masked_subject", "ratings", b"ratings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSubjectRatingsResponse: _TypeAlias = GetSubjectRatingsResponse  # noqa: Y015

@@ -80,6 +80,31 @@ class ClientServiceStub:
                 request_serializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncResponse.FromString,
                 _registered_method=True)
+        self.IssueReport = channel.unary_unary(
+                '/creditnet.v1.ClientService/IssueReport',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.IssueReportRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.IssueReportResponse.FromString,
+                _registered_method=True)
+        self.VerifyReport = channel.unary_unary(
+                '/creditnet.v1.ClientService/VerifyReport',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.VerifyReportRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.VerifyReportResponse.FromString,
+                _registered_method=True)
+        self.RevokeReport = channel.unary_unary(
+                '/creditnet.v1.ClientService/RevokeReport',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.RevokeReportRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.RevokeReportResponse.FromString,
+                _registered_method=True)
+        self.SubmitRating = channel.unary_unary(
+                '/creditnet.v1.ClientService/SubmitRating',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.SubmitRatingRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.SubmitRatingResponse.FromString,
+                _registered_method=True)
+        self.GetSubjectRatings = channel.unary_unary(
+                '/creditnet.v1.ClientService/GetSubjectRatings',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -151,6 +176,43 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueReport(self, request, context):
+        """IssueReport issues a signed public credit report about one subject.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyReport(self, request, context):
+        """VerifyReport checks a report handed in by an applicant: offline against the trust
+        roots, online against the issuer's status (or its replicated status list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeReport(self, request, context):
+        """RevokeReport revokes a report this city issued.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitRating(self, request, context):
+        """SubmitRating records and signs a rating of this city in one of its local scales.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubjectRatings(self, request, context):
+        """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
+        whether this node's recognition policy accepts each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +260,31 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.ResumeSync,
                     request_deserializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_client__pb2.ResumeSyncResponse.SerializeToString,
+            ),
+            'IssueReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueReport,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.IssueReportRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.IssueReportResponse.SerializeToString,
+            ),
+            'VerifyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyReport,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.VerifyReportRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.VerifyReportResponse.SerializeToString,
+            ),
+            'RevokeReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeReport,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.RevokeReportRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.RevokeReportResponse.SerializeToString,
+            ),
+            'SubmitRating': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRating,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.SubmitRatingRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.SubmitRatingResponse.SerializeToString,
+            ),
+            'GetSubjectRatings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubjectRatings,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +531,141 @@ class ClientService:
             '/creditnet.v1.ClientService/ResumeSync',
             creditnet_dot_v1_dot_client__pb2.ResumeSyncRequest.SerializeToString,
             creditnet_dot_v1_dot_client__pb2.ResumeSyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/IssueReport',
+            creditnet_dot_v1_dot_client__pb2.IssueReportRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.IssueReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/VerifyReport',
+            creditnet_dot_v1_dot_client__pb2.VerifyReportRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.VerifyReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/RevokeReport',
+            creditnet_dot_v1_dot_client__pb2.RevokeReportRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.RevokeReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitRating(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/SubmitRating',
+            creditnet_dot_v1_dot_client__pb2.SubmitRatingRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.SubmitRatingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubjectRatings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/GetSubjectRatings',
+            creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

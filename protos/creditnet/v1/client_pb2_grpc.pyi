@@ -58,6 +58,20 @@ class ClientServiceStub:
     """GetSyncStatus returns, per city, how far this node's replica is behind and why."""
     ResumeSync: _grpc.UnaryUnaryMultiCallable[_client_pb2.ResumeSyncRequest, _client_pb2.ResumeSyncResponse]
     """ResumeSync lets sync from a city start again after an operator looked at a split view."""
+    IssueReport: _grpc.UnaryUnaryMultiCallable[_client_pb2.IssueReportRequest, _client_pb2.IssueReportResponse]
+    """IssueReport issues a signed public credit report about one subject."""
+    VerifyReport: _grpc.UnaryUnaryMultiCallable[_client_pb2.VerifyReportRequest, _client_pb2.VerifyReportResponse]
+    """VerifyReport checks a report handed in by an applicant: offline against the trust
+    roots, online against the issuer's status (or its replicated status list).
+    """
+    RevokeReport: _grpc.UnaryUnaryMultiCallable[_client_pb2.RevokeReportRequest, _client_pb2.RevokeReportResponse]
+    """RevokeReport revokes a report this city issued."""
+    SubmitRating: _grpc.UnaryUnaryMultiCallable[_client_pb2.SubmitRatingRequest, _client_pb2.SubmitRatingResponse]
+    """SubmitRating records and signs a rating of this city in one of its local scales."""
+    GetSubjectRatings: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetSubjectRatingsRequest, _client_pb2.GetSubjectRatingsResponse]
+    """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
+    whether this node's recognition policy accepts each.
+    """
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -86,6 +100,20 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """GetSyncStatus returns, per city, how far this node's replica is behind and why."""
     ResumeSync: _aio.UnaryUnaryMultiCallable[_client_pb2.ResumeSyncRequest, _client_pb2.ResumeSyncResponse]  # type: ignore[assignment]
     """ResumeSync lets sync from a city start again after an operator looked at a split view."""
+    IssueReport: _aio.UnaryUnaryMultiCallable[_client_pb2.IssueReportRequest, _client_pb2.IssueReportResponse]  # type: ignore[assignment]
+    """IssueReport issues a signed public credit report about one subject."""
+    VerifyReport: _aio.UnaryUnaryMultiCallable[_client_pb2.VerifyReportRequest, _client_pb2.VerifyReportResponse]  # type: ignore[assignment]
+    """VerifyReport checks a report handed in by an applicant: offline against the trust
+    roots, online against the issuer's status (or its replicated status list).
+    """
+    RevokeReport: _aio.UnaryUnaryMultiCallable[_client_pb2.RevokeReportRequest, _client_pb2.RevokeReportResponse]  # type: ignore[assignment]
+    """RevokeReport revokes a report this city issued."""
+    SubmitRating: _aio.UnaryUnaryMultiCallable[_client_pb2.SubmitRatingRequest, _client_pb2.SubmitRatingResponse]  # type: ignore[assignment]
+    """SubmitRating records and signs a rating of this city in one of its local scales."""
+    GetSubjectRatings: _aio.UnaryUnaryMultiCallable[_client_pb2.GetSubjectRatingsRequest, _client_pb2.GetSubjectRatingsResponse]  # type: ignore[assignment]
+    """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
+    whether this node's recognition policy accepts each.
+    """
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     """ClientService is served on the client port to the city's own platform."""
@@ -165,5 +193,49 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ResumeSyncResponse, _abc.Awaitable[_client_pb2.ResumeSyncResponse]]:
         """ResumeSync lets sync from a city start again after an operator looked at a split view."""
+
+    @_abc_1.abstractmethod
+    def IssueReport(
+        self,
+        request: _client_pb2.IssueReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.IssueReportResponse, _abc.Awaitable[_client_pb2.IssueReportResponse]]:
+        """IssueReport issues a signed public credit report about one subject."""
+
+    @_abc_1.abstractmethod
+    def VerifyReport(
+        self,
+        request: _client_pb2.VerifyReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.VerifyReportResponse, _abc.Awaitable[_client_pb2.VerifyReportResponse]]:
+        """VerifyReport checks a report handed in by an applicant: offline against the trust
+        roots, online against the issuer's status (or its replicated status list).
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeReport(
+        self,
+        request: _client_pb2.RevokeReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.RevokeReportResponse, _abc.Awaitable[_client_pb2.RevokeReportResponse]]:
+        """RevokeReport revokes a report this city issued."""
+
+    @_abc_1.abstractmethod
+    def SubmitRating(
+        self,
+        request: _client_pb2.SubmitRatingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.SubmitRatingResponse, _abc.Awaitable[_client_pb2.SubmitRatingResponse]]:
+        """SubmitRating records and signs a rating of this city in one of its local scales."""
+
+    @_abc_1.abstractmethod
+    def GetSubjectRatings(
+        self,
+        request: _client_pb2.GetSubjectRatingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.GetSubjectRatingsResponse, _abc.Awaitable[_client_pb2.GetSubjectRatingsResponse]]:
+        """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
+        whether this node's recognition policy accepts each.
+        """
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,6 +8,7 @@ Only members of the current federation manifest can reach it.
 from collections import abc as _abc
 from creditnet.v1 import lists_pb2 as _lists_pb2
 from creditnet.v1 import manifest_pb2 as _manifest_pb2
+from creditnet.v1 import reports_pb2 as _reports_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -330,3 +331,143 @@ class NotifyAppendedResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotifyAppendedResponse: _TypeAlias = NotifyAppendedResponse  # noqa: Y015
+
+@_typing.final
+class GetReportStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_NO_FIELD_NUMBER: _builtins.int
+    report_no: _builtins.str
+    def __init__(
+        self,
+        *,
+        report_no: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report_no", b"report_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReportStatusRequest: _TypeAlias = GetReportStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetReportStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    state: _reports_pb2.ReportState.ValueType
+    reason: _builtins.str
+    superseded_by: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        state: _reports_pb2.ReportState.ValueType = ...,
+        reason: _builtins.str = ...,
+        superseded_by: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "reason", b"reason", "state", b"state", "superseded_by", b"superseded_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReportStatusResponse: _TypeAlias = GetReportStatusResponse  # noqa: Y015
+
+@_typing.final
+class GetStatusListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusListRequest: _TypeAlias = GetStatusListRequest  # noqa: Y015
+
+@_typing.final
+class GetStatusListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_LIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status_list(self) -> _reports_pb2.SignedStatusList:
+        """Empty when this node has issued no report yet."""
+
+    def __init__(
+        self,
+        *,
+        status_list: _reports_pb2.SignedStatusList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status_list", b"status_list"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status_list", b"status_list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusListResponse: _TypeAlias = GetStatusListResponse  # noqa: Y015
+
+@_typing.final
+class GetRatingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    limit: _builtins.int
+    """At most this many statements (0: the server's default)."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRatingsRequest: _TypeAlias = GetRatingsRequest  # noqa: Y015
+
+@_typing.final
+class GetRatingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAPPINGS_FIELD_NUMBER: _builtins.int
+    STATEMENTS_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    last_sequence: _builtins.int
+    """The sequence number of the last statement returned (or after_sequence if none)."""
+    more: _builtins.bool
+    """More statements follow."""
+    @_builtins.property
+    def mappings(self) -> _containers.RepeatedCompositeFieldContainer[_reports_pb2.SignedRatingDocument]: ...
+    @_builtins.property
+    def statements(self) -> _containers.RepeatedCompositeFieldContainer[_reports_pb2.SignedRatingDocument]: ...
+    def __init__(
+        self,
+        *,
+        mappings: _abc.Iterable[_reports_pb2.SignedRatingDocument] | None = ...,
+        statements: _abc.Iterable[_reports_pb2.SignedRatingDocument] | None = ...,
+        last_sequence: _builtins.int = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "mappings", b"mappings", "more", b"more", "statements", b"statements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRatingsResponse: _TypeAlias = GetRatingsResponse  # noqa: Y015

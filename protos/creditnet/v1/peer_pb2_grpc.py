@@ -70,6 +70,21 @@ class PeerServiceStub:
                 request_serializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedResponse.FromString,
                 _registered_method=True)
+        self.GetReportStatus = channel.unary_unary(
+                '/creditnet.v1.PeerService/GetReportStatus',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.GetReportStatusRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetReportStatusResponse.FromString,
+                _registered_method=True)
+        self.GetStatusList = channel.unary_unary(
+                '/creditnet.v1.PeerService/GetStatusList',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.GetStatusListRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetStatusListResponse.FromString,
+                _registered_method=True)
+        self.GetRatings = channel.unary_unary(
+                '/creditnet.v1.PeerService/GetRatings',
+                request_serializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -130,6 +145,29 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReportStatus(self, request, context):
+        """GetReportStatus answers, for a report this node issued, whether it stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatusList(self, request, context):
+        """GetStatusList returns this node's signed report status list (peers keep a copy so
+        that verification goes on while this node is down).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRatings(self, request, context):
+        """GetRatings returns this node's signed scale mappings and the rating statements after
+        a sequence number, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +205,21 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.NotifyAppended,
                     request_deserializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_peer__pb2.NotifyAppendedResponse.SerializeToString,
+            ),
+            'GetReportStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReportStatus,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetReportStatusRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.GetReportStatusResponse.SerializeToString,
+            ),
+            'GetStatusList': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatusList,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetStatusListRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.GetStatusListResponse.SerializeToString,
+            ),
+            'GetRatings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRatings,
+                    request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +412,87 @@ class PeerService:
             '/creditnet.v1.PeerService/NotifyAppended',
             creditnet_dot_v1_dot_peer__pb2.NotifyAppendedRequest.SerializeToString,
             creditnet_dot_v1_dot_peer__pb2.NotifyAppendedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReportStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/GetReportStatus',
+            creditnet_dot_v1_dot_peer__pb2.GetReportStatusRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.GetReportStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatusList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/GetStatusList',
+            creditnet_dot_v1_dot_peer__pb2.GetStatusListRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.GetStatusListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRatings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/GetRatings',
+            creditnet_dot_v1_dot_peer__pb2.GetRatingsRequest.SerializeToString,
+            creditnet_dot_v1_dot_peer__pb2.GetRatingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,16 @@ class PeerServiceStub:
     """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
     its next interval.
     """
+    GetReportStatus: _grpc.UnaryUnaryMultiCallable[_peer_pb2.GetReportStatusRequest, _peer_pb2.GetReportStatusResponse]
+    """GetReportStatus answers, for a report this node issued, whether it stands."""
+    GetStatusList: _grpc.UnaryUnaryMultiCallable[_peer_pb2.GetStatusListRequest, _peer_pb2.GetStatusListResponse]
+    """GetStatusList returns this node's signed report status list (peers keep a copy so
+    that verification goes on while this node is down).
+    """
+    GetRatings: _grpc.UnaryUnaryMultiCallable[_peer_pb2.GetRatingsRequest, _peer_pb2.GetRatingsResponse]
+    """GetRatings returns this node's signed scale mappings and the rating statements after
+    a sequence number, in order.
+    """
 
 @_typing.type_check_only
 class PeerServiceAsyncStub(PeerServiceStub):
@@ -86,6 +96,16 @@ class PeerServiceAsyncStub(PeerServiceStub):
     NotifyAppended: _aio.UnaryUnaryMultiCallable[_peer_pb2.NotifyAppendedRequest, _peer_pb2.NotifyAppendedResponse]  # type: ignore[assignment]
     """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
     its next interval.
+    """
+    GetReportStatus: _aio.UnaryUnaryMultiCallable[_peer_pb2.GetReportStatusRequest, _peer_pb2.GetReportStatusResponse]  # type: ignore[assignment]
+    """GetReportStatus answers, for a report this node issued, whether it stands."""
+    GetStatusList: _aio.UnaryUnaryMultiCallable[_peer_pb2.GetStatusListRequest, _peer_pb2.GetStatusListResponse]  # type: ignore[assignment]
+    """GetStatusList returns this node's signed report status list (peers keep a copy so
+    that verification goes on while this node is down).
+    """
+    GetRatings: _aio.UnaryUnaryMultiCallable[_peer_pb2.GetRatingsRequest, _peer_pb2.GetRatingsResponse]  # type: ignore[assignment]
+    """GetRatings returns this node's signed scale mappings and the rating statements after
+    a sequence number, in order.
     """
 
 class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -154,6 +174,34 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_peer_pb2.NotifyAppendedResponse, _abc.Awaitable[_peer_pb2.NotifyAppendedResponse]]:
         """NotifyAppended tells a peer that this node's log grew: the peer pulls now instead of at
         its next interval.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReportStatus(
+        self,
+        request: _peer_pb2.GetReportStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.GetReportStatusResponse, _abc.Awaitable[_peer_pb2.GetReportStatusResponse]]:
+        """GetReportStatus answers, for a report this node issued, whether it stands."""
+
+    @_abc_1.abstractmethod
+    def GetStatusList(
+        self,
+        request: _peer_pb2.GetStatusListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.GetStatusListResponse, _abc.Awaitable[_peer_pb2.GetStatusListResponse]]:
+        """GetStatusList returns this node's signed report status list (peers keep a copy so
+        that verification goes on while this node is down).
+        """
+
+    @_abc_1.abstractmethod
+    def GetRatings(
+        self,
+        request: _peer_pb2.GetRatingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.GetRatingsResponse, _abc.Awaitable[_peer_pb2.GetRatingsResponse]]:
+        """GetRatings returns this node's signed scale mappings and the rating statements after
+        a sequence number, in order.
         """
 
 def add_PeerServiceServicer_to_server(servicer: PeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,257 @@
+"""This city's ratings and the ratings it holds from the other cities (信用评价互认).
+
+The city rates subjects on its own local scales, signs each rating statement, and signs a
+mapping of each local scale onto the federation's common scale. Peers pull both (with the
+signatures checked against the manifest) and each applies its own recognition policy when
+a clerk asks about a subject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import grpc
+
+from creditnet.v1 import peer_pb2, reports_pb2
+from federation.clock import Clock
+from federation.errors import CreditNetError, InvalidInputError, NotFoundError
+from federation.ratings import (
+    MappingBook,
+    RatingScale,
+    RatingStatement,
+    Recognition,
+    RecognitionPolicy,
+    ScaleMapping,
+    SignedRatingStatement,
+    SignedScaleMapping,
+    recognise,
+)
+from federation.sanctions import Subject
+from federation.signing import SigningKey
+from federation.subjects import CHINA_TZ, SubjectId
+from node.peers import PeerLinks
+from node.storage.reports import RatingRepository, StoredStatement
+from node.trust import TrustStore
+
+if TYPE_CHECKING:
+    from creditnet.v1.peer_pb2_grpc import PeerServiceAsyncStub
+
+log = logging.getLogger(__name__)
+
+MAX_STATEMENTS_PER_ANSWER = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingAnswer:
+    statement: RatingStatement
+    scale: RatingScale | None
+    recognition: Recognition
+    received_at: dt.datetime
+
+
+class RatingDesk:
+    def __init__(
+        self,
+        *,
+        city_code: str,
+        signing_key: SigningKey,
+        trust: TrustStore,
+        ratings: RatingRepository,
+        scales: Mapping[str, RatingScale],
+        mappings: Mapping[str, Mapping[str, str]],
+        policy: RecognitionPolicy,
+        links: PeerLinks,
+        clock: Clock,
+    ) -> None:
+        self._me = city_code
+        self._key = signing_key
+        self._trust = trust
+        self._ratings = ratings
+        self.scales = scales
+        self._mappings = mappings
+        self._policy = policy
+        self._links = links
+        self._clock = clock
+
+    # --- own ratings -----------------------------------------------------------------
+
+    def publish_mappings(self) -> None:
+        """Sign the configured mapping of each local scale (a new version when it changed)."""
+        common = self._trust.current.common_scale
+        held = {m.scale_id: m for m in self._ratings.mappings(self._me)}
+        for scale_id, table in self._mappings.items():
+            scale = self.scales.get(scale_id)
+            if scale is None:
+                raise InvalidInputError(f"[ratings.mappings.{scale_id}]: no such scale")
+            stored = held.get(scale_id)
+            version = 1
+            if stored is not None:
+                current = SignedScaleMapping.from_bytes(stored.document).mapping
+                if (
+                    current.scale == scale
+                    and dict(current.mapping) == dict(table)
+                    and tuple(current.common_scale) == tuple(common)
+                ):
+                    continue
+                version = stored.version + 1
+            mapping = ScaleMapping(
+                issuer=self._me,
+                scale=scale,
+                common_scale=common,
+                mapping=dict(table),
+                version=version,
+            )
+            signed = SignedScaleMapping.sign(mapping, self._key)
+            self._ratings.put_mapping(
+                self._me, scale_id, version, signed.to_bytes(), self._clock.now()
+            )
+            log.info(
+                "scale mapping published", extra={"fields": {"scale": scale_id, "version": version}}
+            )
+
+    def submit(self, statement: RatingStatement) -> int:
+        """Sign and record a rating of this city; returns its sequence number."""
+        if statement.issuer != self._me:
+            raise InvalidInputError(f"this node rates for {self._me}, not {statement.issuer}")
+        scale = self.scales.get(statement.scale_id)
+        if scale is None:
+            raise NotFoundError(
+                f"scale {statement.scale_id!r} is not one of this city's scales "
+                f"({', '.join(sorted(self.scales))})"
+            )
+        signed = SignedRatingStatement.sign(statement, self._key, scale=scale)
+        sequence = self._ratings.next_sequence(self._me)
+        self._ratings.add_statements([self._stored(signed, sequence)])
+        return sequence
+
+    def _stored(self, signed: SignedRatingStatement, sequence: int) -> StoredStatement:
+        statement = signed.statement
+        return StoredStatement(
+            issuer=statement.issuer,
+            sequence=sequence,
+            subject_id=statement.subject.id,
+            scale_id=statement.scale_id,
+            issued_on=statement.issued_on,
+            valid_until=statement.valid_until,
+            document=signed.to_bytes(),
+            received_at=self._clock.now(),
+        )
+
+    def publications(self, after: int, limit: int) -> peer_pb2.GetRatingsResponse:
+        """What a peer pulls: every mapping and the statements after ``after``."""
+        limit = min(limit or MAX_STATEMENTS_PER_ANSWER, MAX_STATEMENTS_PER_ANSWER)
+        rows = self._ratings.statements_after(self._me, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return peer_pb2.GetRatingsResponse(
+            mappings=[
+                reports_pb2.SignedRatingDocument(document=m.document)
+                for m in self._ratings.mappings(self._me)
+            ],
+            statements=[reports_pb2.SignedRatingDocument(document=r.document) for r in rows],
+            last_sequence=rows[-1].sequence if rows else after,
+            more=more,
+        )
+
+    # --- the other cities' ratings -----------------------------------------------------
+
+    async def pull_all(self) -> None:
+        for member in self._trust.current.members:
+            if member.city_code == self._me:
+                continue
+            stub = self._links.stub(member.city_code)
+            if stub is None:
+                continue
+            try:
+                await self._pull(member.city_code, stub)
+            except grpc.aio.AioRpcError:
+                continue  # unreachable peers show in status through the heartbeat
+            except CreditNetError as exc:
+                log.warning(
+                    "ratings from peer refused",
+                    extra={"fields": {"peer": member.city_code, "reason": exc.message}},
+                )
+
+    async def _pull(self, issuer: str, stub: PeerServiceAsyncStub) -> None:
+        manifest = self._trust.current
+        now = self._clock.now()
+        while True:
+            after = self._ratings.last_sequence(issuer)
+            answer = await stub.GetRatings(
+                peer_pb2.GetRatingsRequest(after_sequence=after), timeout=10
+            )
+            for document in answer.mappings:
+                signed = SignedScaleMapping.from_bytes(document.document)
+                mapping = signed.verify(manifest)
+                if mapping.issuer != issuer:
+                    raise InvalidInputError(f"{issuer} sent a mapping of {mapping.issuer}")
+                self._ratings.put_mapping(
+                    issuer, mapping.scale_id, mapping.version, signed.to_bytes(), now
+                )
+            rows = []
+            for offset, document in enumerate(answer.statements, start=1):
+                signed_statement = SignedRatingStatement.from_bytes(document.document)
+                statement = signed_statement.verify(manifest)
+                if statement.issuer != issuer:
+                    raise InvalidInputError(f"{issuer} sent a rating of {statement.issuer}")
+                rows.append(self._stored(signed_statement, after + offset))
+            if rows:
+                self._ratings.add_statements(rows)  # all or nothing, sequences continuous
+            if not answer.more or not rows:
+                return
+
+    # --- queries ----------------------------------------------------------------------
+
+    def about(self, subject: SubjectId) -> list[RatingAnswer]:
+        now = self._clock.now()
+        manifest = self._trust.current
+        book = MappingBook(
+            SignedScaleMapping.from_bytes(m.document).mapping for m in self._ratings.mappings()
+        )
+        answers = []
+        for row in self._ratings.by_subject(subject.value):
+            statement = SignedRatingStatement.from_bytes(row.document).statement
+            mapping = book.lookup(statement.issuer, statement.scale_id)
+            recognition = recognise(
+                statement, mapping, self._policy, now=now, common_scale=manifest.common_scale
+            )
+            scale = mapping.scale if mapping is not None else self.scales.get(statement.scale_id)
+            answers.append(RatingAnswer(statement, scale, recognition, row.received_at))
+        answers.sort(
+            key=lambda a: (a.statement.issuer, a.statement.scale_id, a.statement.issued_on)
+        )
+        return answers
+
+
+def statement_for(
+    *,
+    issuer: str,
+    subject: SubjectId,
+    subject_name: str,
+    scale: RatingScale,
+    grade: str,
+    points: int | None,
+    issued_on: dt.date | None,
+    valid_until: dt.date,
+    evidence_ref: str,
+    clock: Clock,
+) -> RatingStatement:
+    """A statement from what a platform submitted; the grade of a points scale follows from
+    the points when not given."""
+    if points is not None and not grade and scale.kind == "points":
+        grade = scale.grade_of(points)
+    today = clock.now().astimezone(CHINA_TZ).date()
+    return RatingStatement(
+        issuer=issuer,
+        subject=Subject(kind=subject.kind, id=subject.value, name=subject_name),
+        scale_id=scale.scale_id,
+        grade=grade,
+        points=points,
+        issued_on=issued_on or today,
+        valid_until=valid_until,
+        evidence_ref=evidence_ref,
+    )

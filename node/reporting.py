@@ -1,0 +1,367 @@
+"""Public credit reports this city issues, and the verification of any city's reports.
+
+Issuing gathers what the federation knows about a subject (every city's list entries, in
+force or recently removed, with their provenance; administrative penalties; ratings on the
+common scale), signs it, and keeps its status in this city's signed status list. Verifying
+checks a report offline against the trusted manifest chain, then asks its issuer whether
+it still stands; when the issuer cannot be reached, the issuer's signed status list held
+here answers, and without either the verdict is "signature valid, status unknown since T".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+
+import grpc
+
+from creditnet.v1 import peer_pb2
+from federation.clock import Clock
+from federation.errors import CreditNetError, InvalidInputError, NotFoundError
+from federation.reports import (
+    CreditReport,
+    ReportListEntry,
+    ReportPenalty,
+    ReportRating,
+    ReportStatus,
+    SignedReport,
+    SignedStatusList,
+    StatusList,
+    StatusSource,
+    Verdict,
+    accept_status_list,
+    final_verdict,
+    report_number,
+    sign_report,
+    sign_status_list,
+    verify_offline,
+    verify_status_list,
+)
+from federation.sanctions import ListKind, Subject
+from federation.signing import SigningKey
+from federation.subjects import CHINA_TZ, SubjectKind, parse_subject
+from node.peers import PeerLinks
+from node.queries import ListQueries
+from node.ratings_desk import RatingDesk
+from node.storage.reports import IssuedReport, ReportRepository, StatusCheck
+from node.trust import TrustStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VALID_DAYS = 30
+MAX_VALID_DAYS = 366
+# Removed entries stay in a report for this long after their removal.
+RECENTLY_REMOVED = dt.timedelta(days=365)
+# How long an issuer's answer is reused before asking again.
+STATUS_TTL = dt.timedelta(seconds=10)
+STATUS_TIMEOUT_S = 2.0
+
+_STATE_FROM_WIRE = {1: "valid", 2: "revoked", 3: "superseded"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    verdict: Verdict
+    report: CreditReport | None
+    status: ReportStatus | None
+    status_source: str
+    status_as_of: dt.datetime | None
+
+
+class ReportOffice:
+    def __init__(
+        self,
+        *,
+        city_code: str,
+        city_name: str,
+        signing_key: SigningKey,
+        trust: TrustStore,
+        reports: ReportRepository,
+        queries: ListQueries,
+        ratings: RatingDesk,
+        links: PeerLinks,
+        clock: Clock,
+    ) -> None:
+        self._me = city_code
+        self._name = city_name
+        self._key = signing_key
+        self._trust = trust
+        self._reports = reports
+        self._queries = queries
+        self._ratings = ratings
+        self._links = links
+        self._clock = clock
+
+    # --- issuing ------------------------------------------------------------------------
+
+    def issue(
+        self, subject_text: str, *, subject_name: str, valid_days: int, supersedes: str
+    ) -> SignedReport:
+        now = self._clock.now().replace(microsecond=0)
+        subject = parse_subject(subject_text, today=now.astimezone(CHINA_TZ).date())
+        days = valid_days or DEFAULT_VALID_DAYS
+        if not 0 < days <= MAX_VALID_DAYS:
+            raise InvalidInputError(f"valid_days must be 1 to {MAX_VALID_DAYS}, not {days}")
+        names = self._member_names()
+        entries, penalties = [], []
+        for answer in self._queries.subject_status(subject, include_inactive=True):
+            state = answer.state
+            removal = state.removal
+            if (
+                not answer.status.active
+                and removal is not None
+                and (now.date() - removal.removed_on > RECENTLY_REMOVED)
+            ):
+                continue
+            if state.entry.list_kind is ListKind.ADMINISTRATIVE_PENALTY:
+                penalties.append(
+                    ReportPenalty(
+                        authority=state.entry.authority,
+                        decision_no=state.entry.decision_no,
+                        decided_on=state.entry.listed_on,
+                        summary=state.entry.reason,
+                    )
+                )
+                continue
+            entries.append(
+                ReportListEntry.from_state(
+                    state, origin_name=names.get(state.origin, state.origin), at=now
+                )
+            )
+            subject_name = subject_name or state.entry.subject.name
+        ratings = [
+            ReportRating(
+                issuer=a.statement.issuer,
+                scale=a.statement.scale_id,
+                grade=a.statement.grade,
+                common_grade=a.recognition.common_grade,
+                issued_on=a.statement.issued_on,
+                valid_until=a.statement.valid_until,
+            )
+            for a in self._ratings.about(subject)
+            if a.statement.issued_on <= now.astimezone(CHINA_TZ).date()
+        ]
+        if not subject_name:
+            raise InvalidInputError(
+                "subject_name is needed: no list entry here gives the subject's name"
+            )
+        old = self._own_report(supersedes) if supersedes else None
+        prefix = f"{self._me}-{now.astimezone(CHINA_TZ):%Y%m%d}-"
+        report_no = report_number(self._me, now, self._reports.count_issued_on(prefix) + 1)
+        index = self._reports.next_status_index()
+        label = "统一社会信用代码" if subject.kind is SubjectKind.USCC else "公民身份号码"
+        report = CreditReport(
+            report_no=report_no,
+            issuer=self._me,
+            issuer_name=self._name,
+            subject=Subject(kind=subject.kind, id=subject.value, name=subject_name),
+            issued_at=now,
+            valid_until=now + dt.timedelta(days=days),
+            manifest_version=self._trust.current.version,
+            status_index=index,
+            supersedes=supersedes or None,
+            registration=(("名称", subject_name), (label, subject.value)),
+            list_entries=tuple(entries),
+            penalties=tuple(penalties),
+            ratings=tuple(ratings),
+        )
+        signed = sign_report(report, self._key)
+        status_list = self.status_list()
+        if index >= status_list.size:
+            status_list = status_list.grow(max(status_list.size * 2, index + 1), now)
+        if old is not None:
+            status_list = status_list.supersede(old.status_index, report_no, now)
+        self._reports.add(
+            IssuedReport(
+                report_no=report_no,
+                status_index=index,
+                subject_id=subject.value,
+                issued_at=report.issued_at,
+                valid_until=report.valid_until,
+                supersedes=supersedes or None,
+                document=signed.to_bytes(),
+            )
+        )
+        self._store_status_list(status_list)
+        log.info("report issued", extra={"fields": {"report_no": report_no}})
+        return signed
+
+    def _member_names(self) -> Mapping[str, str]:
+        return {m.city_code: m.name for m in self._trust.current.members}
+
+    def _own_report(self, report_no: str) -> IssuedReport:
+        row = self._reports.get(report_no)
+        if row is None:
+            raise NotFoundError(f"report {report_no} was not issued by this city ({self._me})")
+        return row
+
+    # --- status -------------------------------------------------------------------------
+
+    def status_list(self) -> StatusList:
+        stored = self._reports.status_list(self._me)
+        if stored is None:
+            return StatusList.new(issuer=self._me, at=self._clock.now())
+        return SignedStatusList.from_bytes(stored.document).status_list
+
+    def _store_status_list(self, status_list: StatusList) -> None:
+        signed = sign_status_list(status_list, self._key)
+        self._reports.put_status_list(
+            self._me,
+            status_list.version,
+            status_list.updated_at,
+            signed.to_bytes(),
+            self._clock.now(),
+        )
+
+    def signed_status_list(self) -> bytes:
+        stored = self._reports.status_list(self._me)
+        return stored.document if stored is not None else b""
+
+    def revoke(self, report_no: str, reason: str) -> int:
+        if not reason.strip():
+            raise InvalidInputError("a revocation needs a reason")
+        row = self._own_report(report_no)
+        status_list = self.status_list().revoke(row.status_index, reason.strip(), self._clock.now())
+        self._store_status_list(status_list)
+        log.info("report revoked", extra={"fields": {"report_no": report_no}})
+        return status_list.version
+
+    def own_status(self, report_no: str) -> ReportStatus:
+        row = self._own_report(report_no)
+        report = SignedReport.from_bytes(row.document).report
+        return self.status_list().status_for(report)
+
+    async def pull_status_lists(self) -> None:
+        """Keep every issuer's signed status list, so verification goes on while it is down."""
+        manifest = self._trust.current
+        for member in manifest.members:
+            if member.city_code == self._me:
+                continue
+            stub = self._links.stub(member.city_code)
+            if stub is None:
+                continue
+            try:
+                answer = await stub.GetStatusList(peer_pb2.GetStatusListRequest(), timeout=10)
+                if not answer.status_list.document:
+                    continue
+                signed = SignedStatusList.from_bytes(answer.status_list.document)
+                candidate = verify_status_list(signed, manifest, now=self._clock.now())
+                if candidate.issuer != member.city_code:
+                    raise InvalidInputError(
+                        f"{member.city_code} sent the status list of {candidate.issuer}"
+                    )
+                held = self._reports.status_list(member.city_code)
+                current = (
+                    None if held is None else SignedStatusList.from_bytes(held.document).status_list
+                )
+                if current is not None and candidate.version == current.version:
+                    continue
+                accept_status_list(current, candidate)
+                self._reports.put_status_list(
+                    member.city_code,
+                    candidate.version,
+                    candidate.updated_at,
+                    signed.to_bytes(),
+                    self._clock.now(),
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            except CreditNetError as exc:
+                log.warning(
+                    "status list from peer refused",
+                    extra={"fields": {"peer": member.city_code, "reason": exc.message}},
+                )
+
+    # --- verifying ----------------------------------------------------------------------
+
+    async def verify(self, data: bytes, *, offline_only: bool) -> Verification:
+        now = self._clock.now()
+        try:
+            signed = SignedReport.from_bytes(data)
+        except CreditNetError as exc:
+            verdict = Verdict(
+                "invalid",
+                (f"not a signed credit report: {exc.message}",),
+                f"invalid: {exc.message}",
+            )
+            return Verification(verdict, None, None, "", None)
+        offline = verify_offline(signed, chain=self._trust.epochs(), now=now)
+        report = offline.report
+        if report is None or offline.state != "valid" or offline_only:
+            verdict = final_verdict(offline, None, status_source=None, status_as_of=None)
+            return Verification(verdict, report, None, "", None)
+        status, source, as_of = await self._status(report)
+        verdict = final_verdict(offline, status, status_source=source, status_as_of=as_of)
+        return Verification(verdict, report, status, source or "", as_of)
+
+    async def _status(
+        self, report: CreditReport
+    ) -> tuple[ReportStatus | None, StatusSource | None, dt.datetime | None]:
+        if report.issuer == self._me:
+            status = self.own_status(report.report_no)
+            return status, "issuer", self._clock.now()
+        now = self._clock.now()
+        cached = self._reports.cached_status(report.report_no)
+        held = self._held_status(report)
+        if cached is not None and now - cached.checked_at <= STATUS_TTL:
+            if held is not None and held[0].state != "valid" and held[1] > cached.status_at:
+                return held[0], "replica", held[1]  # a newer signed list already says so
+            return _from_check(cached), "issuer", cached.checked_at
+        stub = self._links.stub(report.issuer)
+        if stub is not None:
+            try:
+                answer = await stub.GetReportStatus(
+                    peer_pb2.GetReportStatusRequest(report_no=report.report_no),
+                    timeout=STATUS_TIMEOUT_S,
+                )
+                status = ReportStatus(
+                    report_no=report.report_no,
+                    state=_STATE_FROM_WIRE.get(answer.state, "valid"),  # type: ignore[arg-type]
+                    reason=answer.reason,
+                    superseded_by=answer.superseded_by or None,
+                    at=answer.at.ToDatetime(dt.UTC),
+                )
+                self._reports.cache_status(
+                    StatusCheck(
+                        report_no=report.report_no,
+                        issuer=report.issuer,
+                        state=status.state,
+                        reason=status.reason,
+                        superseded_by=status.superseded_by,
+                        status_at=status.at,
+                        checked_at=now,
+                    )
+                )
+                return status, "issuer", now
+            except (grpc.aio.AioRpcError, CreditNetError) as exc:
+                log.info(
+                    "issuer did not answer a status request",
+                    extra={"fields": {"issuer": report.issuer, "error": str(exc)[:200]}},
+                )
+        if held is not None:
+            return held[0], "replica", held[1]
+        if cached is not None:
+            return None, None, cached.checked_at
+        return None, None, None
+
+    def _held_status(self, report: CreditReport) -> tuple[ReportStatus, dt.datetime] | None:
+        """The report's status in the issuer's signed status list held here, if any."""
+        held = self._reports.status_list(report.issuer)
+        if held is None:
+            return None
+        status_list = SignedStatusList.from_bytes(held.document).status_list
+        if report.status_index >= status_list.size:
+            return None
+        return status_list.status_for(report), status_list.updated_at
+
+
+def _from_check(check: StatusCheck) -> ReportStatus:
+    return ReportStatus(
+        report_no=check.report_no,
+        state=check.state,  # type: ignore[arg-type]
+        reason=check.reason,
+        superseded_by=check.superseded_by,
+        at=check.status_at,
+    )
