@@ -33,7 +33,6 @@ import gzip
 import hashlib
 import hmac
 import re
-import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,14 +106,19 @@ def _text(value: object, name: str, *, limit: int = _SHORT) -> str:
         raise ReportFormatError(f"{name}: must not start or end with whitespace")
     if len(value) > limit:
         raise ReportFormatError(f"{name}: is {len(value)} characters long, at most {limit}")
-    multiline = limit > _SHORT
-    for ch in value:
-        category = unicodedata.category(ch)
-        if category == "Cs":
-            raise ReportFormatError(f"{name}: contains a lone surrogate (not valid Unicode)")
-        if category == "Cc" and not (multiline and ch in "\n\t"):
-            raise ReportFormatError(f"{name}: contains the control character U+{ord(ch):04X}")
+    if _SURROGATE.search(value):
+        raise ReportFormatError(f"{name}: contains a lone surrogate (not valid Unicode)")
+    found = (_CONTROL_MULTILINE if limit > _SHORT else _CONTROL).search(value)
+    if found:
+        raise ReportFormatError(f"{name}: contains the control character U+{ord(found[0]):04X}")
     return value
+
+
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; long texts may hold
+# newlines and tabs. Regular expressions: this runs for every text of every report checked.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _optional_text(value: object, name: str, *, limit: int = _SHORT) -> str | None:

@@ -7,17 +7,20 @@ CLI prints it without a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import grpc
 
-from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2
+from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, reports_pb2
 from federation.errors import (
+    AlreadyExistsError,
     CreditNetError,
     FailedPreconditionError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -30,6 +33,9 @@ from node.keystore import read_secret
 SUBMIT_TIMEOUT_S = 120.0
 #: The node's limit per ExportEntries page.
 MAX_PAGE_SIZE = 1000
+#: Verifying may ask the issuer for the report's status (the node gives it 2 s) after the
+#: signature checks: more than a local query.
+VERIFY_TIMEOUT_S = 15.0
 
 _Response = TypeVar("_Response")
 
@@ -38,6 +44,8 @@ _ERROR_FOR: dict[grpc.StatusCode, type[CreditNetError]] = {
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 
@@ -131,6 +139,69 @@ class NodeClient:
         request = client_pb2.ResumeSyncRequest(origin=origin)
         return self._call(self._stub.ResumeSync, request)
 
+    # --- reports and ratings ------------------------------------------------------------
+
+    def issue_report(
+        self, subject_id: str, subject_name: str = "", valid_days: int = 0, supersedes: str = ""
+    ) -> client_pb2.IssueReportResponse:
+        """Issue a signed credit report about one subject (``valid_days`` 0: the node's
+        default; ``supersedes``: the number of an earlier report of this city it replaces)."""
+        request = client_pb2.IssueReportRequest(
+            subject_id=subject_id,
+            subject_name=subject_name,
+            valid_days=valid_days,
+            supersedes=supersedes,
+        )
+        return self._call(self._stub.IssueReport, request)
+
+    def verify_report(
+        self, document: bytes, offline_only: bool = False
+    ) -> client_pb2.VerifyReportResponse:
+        """The node's verdict on a report document, sent exactly as given."""
+        request = client_pb2.VerifyReportRequest(
+            report=reports_pb2.SignedReport(document=document), offline_only=offline_only
+        )
+        timeout = max(self._timeout, VERIFY_TIMEOUT_S)
+        return self._call(self._stub.VerifyReport, request, timeout=timeout)
+
+    def revoke_report(self, report_no: str, reason: str) -> client_pb2.RevokeReportResponse:
+        """Revoke a report this city issued; the answer carries the new status list version."""
+        request = client_pb2.RevokeReportRequest(report_no=report_no, reason=reason)
+        return self._call(self._stub.RevokeReport, request)
+
+    def submit_rating(
+        self,
+        subject_id: str,
+        subject_name: str,
+        scale_id: str,
+        *,
+        grade: str = "",
+        points: int | None = None,
+        issued_on: str | dt.date = "",
+        valid_until: str | dt.date,
+        evidence_ref: str,
+    ) -> client_pb2.SubmitRatingResponse:
+        """Record a rating of this city in one of its scales (dates as YYYY-MM-DD; an empty
+        ``issued_on`` means today). For a points scale the grade may follow from ``points``."""
+        request = client_pb2.SubmitRatingRequest(
+            subject_id=subject_id,
+            subject_name=subject_name,
+            scale_id=scale_id,
+            grade=grade,
+            points=points or 0,
+            has_points=points is not None,
+            issued_on=_day(issued_on),
+            valid_until=_day(valid_until),
+            evidence_ref=evidence_ref,
+        )
+        return self._call(self._stub.SubmitRating, request)
+
+    def subject_ratings(self, subject_id: str) -> client_pb2.GetSubjectRatingsResponse:
+        """Every city's ratings of a subject, on the common scale, with this node's
+        recognition of each."""
+        request = client_pb2.GetSubjectRatingsRequest(subject_id=subject_id)
+        return self._call(self._stub.GetSubjectRatings, request)
+
     # --- errors -------------------------------------------------------------------------
 
     def _call(
@@ -160,3 +231,7 @@ class NodeClient:
             )
         name = code.name if code is not None else "error"
         return UnavailableError(f"the node refused the request ({name}): {details}")
+
+
+def _day(value: str | dt.date) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else value

@@ -329,8 +329,8 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
     async def VerifyReport(
         self, request: client_pb2.VerifyReportRequest, context: Any
     ) -> client_pb2.VerifyReportResponse:
-        if not request.report.document:
-            raise InvalidInputError("no report given")
+        # An empty or garbled document gets a verdict (invalid, with the reason), not an
+        # error: it is what an applicant handed in, and the clerk must be told why.
         result = await self._reports.verify(
             request.report.document, offline_only=request.offline_only
         )
