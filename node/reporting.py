@@ -278,6 +278,9 @@ class ReportOffice:
 
     async def verify(self, data: bytes, *, offline_only: bool) -> Verification:
         now = self._clock.now()
+        if not data:
+            verdict = Verdict("invalid", ("the report file is empty",), "invalid: empty file")
+            return Verification(verdict, None, None, "", None)
         try:
             signed = SignedReport.from_bytes(data)
         except CreditNetError as exc:

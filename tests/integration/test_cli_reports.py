@@ -255,7 +255,7 @@ def test_issue_refuses_to_overwrite_without_force(
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [(b"", "no report given"), (os.urandom(300), "not a signed credit report")],
+    [(b"", "empty"), (os.urandom(300), "not a signed credit report")],
     ids=["empty", "random"],
 )
 def test_a_file_that_is_no_report_is_invalid(
