@@ -93,6 +93,7 @@ class ReportOffice:
         self._ratings = ratings
         self._links = links
         self._clock = clock
+        self._parsed_lists: dict[str, tuple[int, StatusList]] = {}
 
     # --- issuing ------------------------------------------------------------------------
 
@@ -354,7 +355,12 @@ class ReportOffice:
         held = self._reports.status_list(report.issuer)
         if held is None:
             return None
-        status_list = SignedStatusList.from_bytes(held.document).status_list
+        # Parsing a 131,072-bit list costs milliseconds: keep the parsed newest version.
+        cached = self._parsed_lists.get(report.issuer)
+        if cached is None or cached[0] != held.version:
+            cached = (held.version, SignedStatusList.from_bytes(held.document).status_list)
+            self._parsed_lists[report.issuer] = cached
+        status_list = cached[1]
         if report.status_index >= status_list.size:
             return None
         return status_list.status_for(report), status_list.updated_at
