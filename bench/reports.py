@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -179,7 +180,8 @@ def form_pair(root: Path, suite: str) -> tuple[list[DemoNode], SignedManifest]:
     cities = [ISSUER, VERIFIER]
     ports = _free_ports(2 * len(cities))
     homes = [root / code for code in cities]
-    with ProcessPoolExecutor(max_workers=min(len(cities), os.cpu_count() or 1)) as pool:
+    workers = min(len(cities), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         members = list(
             pool.map(
                 _init,

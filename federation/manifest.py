@@ -3,7 +3,9 @@
 Modelled on the root metadata of The Update Framework (TUF specification 1.0, §4.3 "root.json"
 and §5.3 "Update the root role", https://theupdateframework.github.io/specification/latest/).
 The manifest lists the member cities with their signing keys, pinned TLS certificates and
-Paillier public keys, a version, an expiry and a signature threshold.
+Paillier public keys, a version, an expiry, a signature threshold and the federation's
+signature suite (:data:`federation.signing.SUITES`: Ed25519 by default, or the SM2/SM3 国密
+suite): every member's signing key is of that suite, so the whole federation signs one way.
 
 Trust rules, each checked by its own step and failing with its own error:
 
@@ -15,6 +17,12 @@ Trust rules, each checked by its own step and failing with its own error:
   of its own members, and by every key it introduces (a new member, or a rotated key: proof
   of possession); it must not be expired, except for intermediate versions of a chain;
 * a :class:`TrustedChain` keeps every version a node accepted.
+
+Changing the suite (e.g. a federation moving from Ed25519 to SM2/SM3) needs no rule of its
+own: because every member's key must be of the manifest's suite, the version that changes it
+rotates *every* member's key at once, and the update rules above then make it signed by a
+threshold of the old keys (the trusted version's members) and by all the new keys (each new
+key proves possession). A version that switches only some members is malformed.
 
 A signature counts for a member only when it names that member's city code and key id and
 verifies over :meth:`Manifest.signed_bytes`. Signatures by unknown keys are ignored, several
@@ -43,7 +51,7 @@ from federation.errors import (
     WrongFederationError,
 )
 from federation.member import Member, check_city_code
-from federation.signing import SigningKey, b64decode, b64encode
+from federation.signing import ED25519, SUITES, SigningKey, b64decode, b64encode
 
 MANIFEST_TYPE = "creditnet.federation-manifest/v1"
 DEFAULT_COMMON_SCALE = ("A", "B", "C", "D")
@@ -61,6 +69,7 @@ _FIELDS = frozenset(
         "threshold",
         "members",
         "common_scale",
+        "signature_suite",
     }
 )
 
@@ -91,12 +100,33 @@ def _codes(codes: Iterable[str]) -> str:
     return listed or "none"
 
 
+def members_suite(members: Iterable[Member]) -> str:
+    """The one signature suite of ``members``' signing keys; refused if they mix suites."""
+    by_suite: dict[str, list[str]] = {}
+    for member in members:
+        by_suite.setdefault(member.signing_key.suite, []).append(member.city_code)
+    if not by_suite:
+        raise ManifestFormatError("a manifest needs at least one member")
+    if len(by_suite) > 1:
+        listed = "; ".join(
+            f"{suite}: {', '.join(sorted(codes))}" for suite, codes in sorted(by_suite.items())
+        )
+        raise ManifestFormatError(
+            f"the members' signing keys mix signature suites ({listed}); "
+            "a federation signs with one suite",
+            hint="choose the suite, and have the other members rotate to a key of it",
+        )
+    (suite,) = by_suite
+    return suite
+
+
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """The signed part of a federation manifest (TUF: the ``signed`` part of root.json).
 
     Members are kept sorted by city code and ``expires`` in UTC to the second, so that a
-    manifest equals itself after a round trip through its canonical JSON form.
+    manifest equals itself after a round trip through its canonical JSON form. Every
+    member's signing key is of ``signature_suite``.
     """
 
     federation_id: str
@@ -106,6 +136,7 @@ class Manifest:
     threshold: int
     members: tuple[Member, ...]
     common_scale: tuple[str, ...] = DEFAULT_COMMON_SCALE
+    signature_suite: str = ED25519
 
     def __post_init__(self) -> None:
         if not isinstance(self.federation_id, str) or not FEDERATION_ID.fullmatch(
@@ -126,7 +157,9 @@ class Manifest:
         if not members or not all(isinstance(m, Member) for m in members):
             raise ManifestFormatError("a manifest needs at least one member")
         self._check_unique(members)
-        object.__setattr__(self, "members", tuple(sorted(members, key=lambda m: m.city_code)))
+        members = tuple(sorted(members, key=lambda m: m.city_code))
+        self._check_suite(members)
+        object.__setattr__(self, "members", members)
         if not _is_int(self.threshold) or not 1 <= self.threshold <= len(members):
             raise ManifestFormatError(
                 f"threshold must be between 1 and the number of members ({len(members)}), "
@@ -142,6 +175,29 @@ class Manifest:
                 "common scale must be a non-empty list of distinct grades of 1 to 16 characters"
             )
         object.__setattr__(self, "common_scale", scale)
+
+    def _check_suite(self, members: tuple[Member, ...]) -> None:
+        suite = self.signature_suite
+        if not isinstance(suite, str) or suite not in SUITES:
+            raise ManifestFormatError(
+                f"unknown signature suite {suite!r}; choose one of {', '.join(SUITES)}"
+            )
+        # A key of another suite would let that member sign what the federation's policy
+        # (e.g. 密评 requiring SM2) does not accept; and a partial switch of suite is refused
+        # here, so a suite change always rotates every member's key (module docstring).
+        strays = [m for m in members if m.signing_key.suite != suite]
+        if strays:
+            listed = ", ".join(f"{m.city_code} ({m.signing_key.suite})" for m in strays)
+            whose = (
+                f"member {listed} has a signing key"
+                if len(strays) == 1
+                else f"members {listed} have signing keys"
+            )
+            raise ManifestFormatError(
+                f"{whose} not of the federation's signature suite {suite}; "
+                f"every member's key must be {suite}",
+                hint=f"to use {suite}, rotate these members to {suite} keys (new member cards)",
+            )
 
     @staticmethod
     def _check_unique(members: tuple[Member, ...]) -> None:
@@ -194,6 +250,7 @@ class Manifest:
             "threshold": self.threshold,
             "members": [m.to_json() for m in self.members],
             "common_scale": list(self.common_scale),
+            "signature_suite": self.signature_suite,
         }
 
     @classmethod
@@ -207,7 +264,7 @@ class Manifest:
                 f"expected {MANIFEST_TYPE!r}"
             )
         _fields_match(value, _FIELDS, "manifest")
-        for name in ("federation_id", "federation_name", "expires"):
+        for name in ("federation_id", "federation_name", "expires", "signature_suite"):
             if not isinstance(value[name], str):
                 raise ManifestFormatError(f"manifest: {name} must be a string")
         for name in ("version", "threshold"):
@@ -241,6 +298,7 @@ class Manifest:
             threshold=value["threshold"],
             members=tuple(members),
             common_scale=tuple(scale),
+            signature_suite=value["signature_suite"],
         )
         # Only one byte form may carry a given meaning: a document that re-serialises
         # differently (e.g. a fractional second, upper-case hex) is refused, so what the
@@ -481,7 +539,7 @@ def verify_initial(
     if on_check:
         on_check(
             f"format: {manifest.describe()}, {_plural(len(manifest.members), 'member')}, "
-            f"threshold {manifest.threshold}: ok"
+            f"threshold {manifest.threshold}, suite {manifest.signature_suite}: ok"
         )
     _check_threshold(signed, manifest, whose="its own members", on_check=on_check)
     if check_expiry:
@@ -503,6 +561,10 @@ def verify_update(
     threshold of the trusted version's members signed with their trusted keys; a threshold
     of its own members signed; every key it introduces signed (proof of possession); not
     expired, unless ``check_expiry=False`` (intermediate versions of a chain).
+
+    A change of signature suite is a version in which every member's key is new (the
+    manifest cannot hold a key of another suite), so the steps above already require a
+    threshold of the old keys and every new key; it is reported as its own step.
     """
     manifest = candidate.manifest
     if manifest.federation_id != trusted.federation_id:
@@ -518,6 +580,11 @@ def verify_update(
     _check_threshold(candidate, trusted, whose=f"members of v{trusted.version}", on_check=on_check)
     _check_threshold(candidate, manifest, whose="its own members", on_check=on_check)
     _check_new_keys(trusted, candidate, on_check)
+    if on_check and manifest.signature_suite != trusted.signature_suite:
+        on_check(
+            f"suite: {trusted.signature_suite} -> {manifest.signature_suite}, every member's "
+            "key rotated and signed: ok"
+        )
     if check_expiry:
         _check_expiry(manifest, now, on_check)
     return manifest
@@ -634,16 +701,22 @@ def build_manifest(
     expires: dt.datetime,
     version: int = 1,
     common_scale: Sequence[str] = DEFAULT_COMMON_SCALE,
+    signature_suite: str | None = None,
 ) -> Manifest:
-    """A new manifest (checked; not yet signed)."""
+    """A new manifest (checked; not yet signed).
+
+    ``signature_suite`` defaults to the suite of the members' keys (refused if they mix).
+    """
+    members = tuple(members)
     return Manifest(
         federation_id=federation_id,
         federation_name=federation_name,
         version=version,
         expires=expires,
         threshold=threshold,
-        members=tuple(members),
+        members=members,
         common_scale=tuple(common_scale),
+        signature_suite=members_suite(members) if signature_suite is None else signature_suite,
     )
 
 
@@ -655,11 +728,14 @@ def next_version(
     remove: Iterable[str] = (),
     replace: Iterable[Member] = (),
     threshold: int | None = None,
+    signature_suite: str | None = None,
 ) -> Manifest:
     """The version after ``trusted``: members added, removed or replaced (new card).
 
     The threshold stays as it was unless given; if members are removed so that it no
     longer fits, the caller must choose a new one (lowering it silently would weaken trust).
+    The signature suite stays as it was unless given; a new suite needs every member
+    replaced by a card with a key of that suite.
     """
     add, remove, replace = tuple(add), tuple(remove), tuple(replace)
     touched = [m.city_code for m in add] + list(remove) + [m.city_code for m in replace]
@@ -695,4 +771,5 @@ def next_version(
         threshold=trusted.threshold if threshold is None else threshold,
         members=tuple(members.values()),
         common_scale=trusted.common_scale,
+        signature_suite=trusted.signature_suite if signature_suite is None else signature_suite,
     )

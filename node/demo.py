@@ -24,17 +24,18 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import grpc
 
-from creditnet.v1 import client_pb2, lists_pb2, peer_pb2, peer_pb2_grpc
+from creditnet.v1 import client_pb2, lists_pb2, peer_pb2, peer_pb2_grpc, reports_pb2
 from federation.clock import SystemClock
 from federation.errors import CreditNetError
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
 from federation.member import Member
 from federation.presets import preset
-from federation.signing import SigningKey
+from federation.signing import ED25519, SigningKey
 from federation.subjects import CHINA_TZ
 from node.cli.status import format_status
 from node.client import NodeClient
@@ -49,6 +50,15 @@ from node.trust import install_manifest
 FEDERATION = "jiaodong"
 THRESHOLD = 3
 READY_TIMEOUT_S = 90.0
+# Yantai signs how its tax-credit grades (纳税信用等级) map onto the common A-D scale.
+YANTAI_RATINGS = """
+[ratings.mappings.tax-credit]
+A = "A"
+B = "B"
+M = "C"
+C = "C"
+D = "D"
+"""
 STOP_TIMEOUT_S = 15.0
 
 Say = Callable[[str], None]
@@ -121,21 +131,29 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _init(home: Path, city_code: str, peer_port: int, client_port: int, bits: int) -> Member:
+def _init(
+    home: Path, city_code: str, peer_port: int, client_port: int, bits: int, suite: str
+) -> Member:
     return init_node(
         home,
         city_code=city_code,
         endpoint=f"127.0.0.1:{peer_port}",
         client_listen=f"127.0.0.1:{client_port}",
         paillier_bits=bits,
+        signature_suite=suite,
     )
 
 
-def create_nodes(root: Path, city_codes: list[str], *, paillier_bits: int) -> list[DemoNode]:
-    """Node identities for ``city_codes``; key generation runs on all cores."""
+def create_nodes(
+    root: Path, city_codes: list[str], *, paillier_bits: int, signature_suite: str = ED25519
+) -> list[DemoNode]:
+    """Node identities for ``city_codes`` with signing keys of ``signature_suite``; key
+    generation runs on all cores."""
     ports = _free_ports(2 * len(city_codes))
     homes = [root / code for code in city_codes]
-    with ProcessPoolExecutor(max_workers=min(len(city_codes), os.cpu_count() or 1)) as pool:
+    # "spawn", not fork: forking a process whose gRPC threads are running can hang the child.
+    workers = min(len(city_codes), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         members = list(
             pool.map(
                 _init,
@@ -144,6 +162,7 @@ def create_nodes(root: Path, city_codes: list[str], *, paillier_bits: int) -> li
                 ports[0::2],
                 ports[1::2],
                 [paillier_bits] * len(city_codes),
+                [signature_suite] * len(city_codes),
             )
         )
     return [DemoNode(m, load_config(h)) for m, h in zip(members, homes, strict=True)]
@@ -193,6 +212,8 @@ def running_federation(root: Path, *, paillier_bits: int, say: Say) -> Iterator[
     cities = preset(FEDERATION).cities
     say(f"creating {len(cities)} node identities in {root} (Paillier {paillier_bits} bits)")
     nodes = create_nodes(root, [c.code for c in cities], paillier_bits=paillier_bits)
+    yantai = next(n for n in nodes if n.member.city_code == "370600").config.config_path
+    yantai.write_text(yantai.read_text() + YANTAI_RATINGS, encoding="utf-8")
     clock = SystemClock()
     manifest = build_manifest(
         federation_id=FEDERATION,
@@ -350,10 +371,78 @@ def scenario_sanction_list(federation: DemoFederation) -> None:
     federation.say(f"status at {weihai.city}: every list log verified, zero lag\n{view}")
 
 
+def scenario_reports_and_ratings(federation: DemoFederation) -> None:
+    """Qingdao issues a report that Weihai verifies, then revokes it; Yantai's rating shows
+    in Rizhao on the common scale."""
+    qingdao, yantai, weihai, rizhao = (federation.nodes[i] for i in (0, 1, 3, 4))
+    today = federation.clock.now().astimezone(CHINA_TZ).date()
+    entry = sample_entry("370200", 2, listed_on=today - dt.timedelta(days=120))
+    subject = entry.subject.id
+    with NodeClient(qingdao.config) as client:
+        client.submit([lists_pb2.ListChange(add=entry_to_wire(entry))])
+    with NodeClient(yantai.config) as client:
+        client.submit_rating(
+            subject,
+            entry.subject.name,
+            "tax-credit",
+            grade="M",
+            issued_on=today - dt.timedelta(days=30),
+            valid_until=today + dt.timedelta(days=335),
+            evidence_ref="烟台市税务局纳税信用评价〔2026〕",
+        )
+
+    def rated_at_rizhao() -> bool:
+        with NodeClient(rizhao.config) as client:
+            return len(client.subject_ratings(subject).ratings) == 1
+
+    federation.wait_until("Rizhao holds Yantai's rating", rated_at_rizhao, 30)
+    with NodeClient(rizhao.config) as client:
+        (view,) = client.subject_ratings(subject).ratings
+    federation.say(
+        f"{yantai.city} rates {entry.subject.name} {view.grade} on its {view.scale_name} scale; "
+        f"{rizhao.city} shows common grade {view.common_grade}, "
+        f"{'recognised' if view.recognised else 'not recognised'}: {view.reasons[0]}"
+    )
+
+    federation.wait_until("Qingdao holds the rating", lambda: _rated_at(qingdao, subject), 30)
+    with NodeClient(qingdao.config) as client:
+        issued = client.issue_report(subject)
+    federation.say(
+        f"{qingdao.city} issues report {issued.report_no} (verification code "
+        f"{issued.verification_code}, {len(issued.report.document)} bytes signed, "
+        f"{len(issued.html)} bytes of printable HTML)"
+    )
+    with NodeClient(weihai.config) as client:
+        verdict = client.verify_report(issued.report.document)
+    if verdict.verdict != reports_pb2.REPORT_VERDICT_VALID:
+        raise DemoFailedError(f"Weihai did not find the report valid: {verdict.summary}")
+    federation.say(f"{weihai.city} verifies it: {verdict.summary}")
+    with NodeClient(qingdao.config) as client:
+        client.revoke_report(issued.report_no, "报告信息有误，已重新出具")
+
+    def revoked_at_weihai() -> bool:
+        with NodeClient(weihai.config) as client:
+            answer = client.verify_report(issued.report.document)
+        return answer.verdict == reports_pb2.REPORT_VERDICT_REVOKED
+
+    took = federation.wait_until("Weihai sees the revocation", revoked_at_weihai, 40)
+    with NodeClient(weihai.config) as client:
+        verdict = client.verify_report(issued.report.document)
+    federation.say(
+        f"{qingdao.city} revokes it; {weihai.city} sees it {took:.1f}s later: {verdict.summary}"
+    )
+
+
+def _rated_at(node: DemoNode, subject: str) -> bool:
+    with NodeClient(node.config) as client:
+        return len(client.subject_ratings(subject).ratings) == 1
+
+
 SCENARIOS: list[Callable[[DemoFederation], None]] = [
     scenario_outsider_refused,
     scenario_manifest_update,
     scenario_sanction_list,
+    scenario_reports_and_ratings,
 ]
 
 

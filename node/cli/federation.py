@@ -9,6 +9,16 @@ asks the domain code, and prints. Typical use, for the five Jiaodong cities::
     credit-node federation verify manifest-v1.json
     credit-node federation create --from manifest-v1.json --add zibo.json --out manifest-v2.json
     credit-node federation verify manifest-v2.json --trusted manifest-v1.json
+
+The signature suite (Ed25519 or SM2/SM3) is the federation's: a new federation takes the
+suite of its members' cards (``--signature-suite`` to insist on one), and a next version
+keeps it. To move a federation to SM2/SM3, every city makes an SM2 card (``credit-node init
+--signature-suite sm2-sm3`` in a new directory), and one version replaces every card::
+
+    credit-node federation create --from manifest-v2.json --signature-suite sm2-sm3 \\
+        --replace qd-sm2.json --replace yt-sm2.json ... --out manifest-v3.json
+
+signed by a threshold of the old keys (``sign --key OLD.pem --city CODE``) and by every new key.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from federation.manifest import (
     Manifest,
     SignedManifest,
     build_manifest,
+    members_suite,
     next_version,
     valid_signers,
     verify_initial,
@@ -40,7 +51,7 @@ from federation.manifest import (
 )
 from federation.member import Member, check_city_code, parse_member_card
 from federation.presets import preset
-from federation.signing import SigningKey
+from federation.signing import SUITES, SigningKey
 from node.config import load_config
 from node.trust import install_manifest
 
@@ -113,6 +124,14 @@ def _register_create(verbs: argparse._SubParsersAction[Any]) -> None:
         help="signatures needed (default: a majority for a new federation, unchanged otherwise)",
     )
     create.add_argument(
+        "--signature-suite",
+        choices=SUITES,
+        metavar="SUITE",
+        help=f"the federation's signature suite, one of {', '.join(SUITES)} (default: the "
+        "suite of the cards for a new federation, unchanged otherwise; a new suite needs "
+        "every member's card replaced by one with a key of that suite)",
+    )
+    create.add_argument(
         "--expires-days",
         type=int,
         default=DEFAULT_EXPIRES_DAYS,
@@ -140,7 +159,7 @@ def create_manifest(args: argparse.Namespace) -> int:
     print(
         f"wrote unsigned {manifest.describe()} to {args.out}: "
         f"{len(manifest.members)} members, threshold {manifest.threshold}, "
-        f"expires {format_utc(manifest.expires)}"
+        f"expires {format_utc(manifest.expires)}, signature suite {manifest.signature_suite}"
     )
     print(f"next: each member signs it: credit-node federation sign {args.out} --dir NODE_DIR")
     return 0
@@ -159,19 +178,38 @@ def _first_version(args: argparse.Namespace, expires: dt.datetime) -> Manifest:
                 hint=f"its cities are {', '.join(federation.codes)}",
             )
     threshold = len(members) // 2 + 1 if args.threshold is None else args.threshold
+    suite = args.signature_suite
+    if suite is None:
+        try:
+            suite = members_suite(members)
+        except CreditNetError as exc:
+            raise type(exc)(
+                f"member cards: {exc.message}",
+                hint="every city makes its card with the federation's suite (credit-node "
+                "init --signature-suite SUITE)",
+            ) from None
     return build_manifest(
         federation_id=federation.federation_id,
         federation_name=federation.name,
         members=members,
         threshold=threshold,
         expires=expires,
+        signature_suite=suite,
     )
 
 
 def _next_version(args: argparse.Namespace, expires: dt.datetime) -> Manifest:
     current = _read_manifest(args.from_file).manifest
-    if not (args.add or args.remove or args.replace or args.threshold is not None):
+    suite = args.signature_suite
+    changes = args.add or args.remove or args.replace or args.threshold is not None
+    if not changes and suite in (None, current.signature_suite):
         print(f"note: no member changes; v{current.version + 1} only renews the expiry")
+    if suite is not None and suite != current.signature_suite:
+        print(
+            f"note: the signature suite changes from {current.signature_suite} to {suite}: "
+            f"every member's card must be replaced by one with a {suite} key, and v"
+            f"{current.version + 1} signed by a threshold of the old keys and by every new key"
+        )
     return next_version(
         current,
         add=[_read_card(path) for path in args.add],
@@ -179,6 +217,7 @@ def _next_version(args: argparse.Namespace, expires: dt.datetime) -> Manifest:
         replace=[_read_card(path) for path in args.replace],
         threshold=args.threshold,
         expires=expires,
+        signature_suite=suite,
     )
 
 
@@ -264,6 +303,7 @@ def show_manifest(args: argparse.Namespace) -> int:
     print(f"version:      {manifest.version}")
     print(f"expires:      {format_utc(manifest.expires)}{expired}")
     print(f"threshold:    {manifest.threshold} of {len(manifest.members)} members")
+    print(f"suite:        {manifest.signature_suite}")
     print(f"common scale: {' '.join(manifest.common_scale)}")
     print("members:")
     width = max(len("ENDPOINT"), *(len(m.endpoint) for m in manifest.members))

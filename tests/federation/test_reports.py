@@ -912,10 +912,14 @@ def test_a_report_signed_with_the_sm2_suite_verifies() -> None:
         member=dataclasses.replace(CITIES[QINGDAO].member, signing_key=sm2.public_key),
         key=sm2,
     )
+    # A federation signs with one suite: its other member has an SM2 key too.
+    yantai = dataclasses.replace(
+        CITIES[YANTAI].member, signing_key=SigningKey.generate("sm2-sm3").public_key
+    )
     manifest = build_manifest(
         federation_id="jiaodong",
         federation_name="胶东经济圈",
-        members=[city.member, CITIES[YANTAI].member],
+        members=[city.member, yantai],
         threshold=1,
         expires=ISSUED + YEAR,
     )
