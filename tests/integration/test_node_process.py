@@ -233,3 +233,15 @@ def test_a_forged_manifest_from_a_peer_is_refused_and_recorded(
     assert reason in newest
     assert victim.status().manifest_version == 1
     assert SignedManifest.from_bytes(fed.manifest.to_bytes()).manifest.version == 1
+
+
+def test_a_mapping_that_does_not_cover_its_scale_stops_the_node(lone_node: DemoNode) -> None:
+    config = lone_node.config.home / "node.toml"
+    config.write_text(
+        config.read_text() + '\n[ratings.mappings.tax-credit]\nA = "A"\nB = "B"\n',
+        encoding="utf-8",
+    )
+    result = serve(lone_node.config.home)
+    assert result.returncode == 1, result.stderr
+    assert "tax-credit" in result.stderr and "M" in result.stderr
+    assert "Traceback" not in result.stderr
