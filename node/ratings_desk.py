@@ -18,7 +18,7 @@ import grpc
 
 from creditnet.v1 import peer_pb2, reports_pb2
 from federation.clock import Clock
-from federation.errors import CreditNetError, InvalidInputError, NotFoundError
+from federation.errors import ConfigError, CreditNetError, InvalidInputError, NotFoundError
 from federation.ratings import (
     MappingBook,
     RatingScale,
@@ -98,14 +98,17 @@ class RatingDesk:
                 ):
                     continue
                 version = stored.version + 1
-            mapping = ScaleMapping(
-                issuer=self._me,
-                scale=scale,
-                common_scale=common,
-                mapping=dict(table),
-                version=version,
-            )
-            signed = SignedScaleMapping.sign(mapping, self._key)
+            try:
+                mapping = ScaleMapping(
+                    issuer=self._me,
+                    scale=scale,
+                    common_scale=common,
+                    mapping=dict(table),
+                    version=version,
+                )
+            except CreditNetError as exc:
+                # A node.toml problem: the operator fixes the table and starts again.
+                raise ConfigError(f"[ratings.mappings.{scale_id}]: {exc.message}") from None            signed = SignedScaleMapping.sign(mapping, self._key)
             self._ratings.put_mapping(
                 self._me, scale_id, version, signed.to_bytes(), self._clock.now()
             )
