@@ -108,7 +108,8 @@ class RatingDesk:
                 )
             except CreditNetError as exc:
                 # A node.toml problem: the operator fixes the table and starts again.
-                raise ConfigError(f"[ratings.mappings.{scale_id}]: {exc.message}") from None            signed = SignedScaleMapping.sign(mapping, self._key)
+                raise ConfigError(f"[ratings.mappings.{scale_id}]: {exc.message}") from None
+            signed = SignedScaleMapping.sign(mapping, self._key)
             self._ratings.put_mapping(
                 self._me, scale_id, version, signed.to_bytes(), self._clock.now()
             )
