@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import threading
 from collections.abc import Mapping, Sequence
 
 from federation.checkpoint import Checkpoint, sign_checkpoint
@@ -101,15 +102,19 @@ class OwnLog:
         self._key = signing_key
         self.policies = policies
         self._clock = clock
+        self._writing = threading.Lock()
 
     @property
     def origin(self) -> str:
         return self.store.origin
 
     def submit(self, changes: Sequence[Change]) -> list[ChangeResult]:
+        """Record ``changes`` in order. Thread-safe: one writer of this city's log at a
+        time (the client API runs it on a worker thread, the expiry sweep in the loop)."""
         results: list[ChangeResult] = []
-        for begin in range(0, len(changes), CHUNK):
-            results.extend(self._submit_chunk(changes[begin : begin + CHUNK]))
+        with self._writing:
+            for begin in range(0, len(changes), CHUNK):
+                results.extend(self._submit_chunk(changes[begin : begin + CHUNK]))
         return results
 
     def _submit_chunk(self, changes: Sequence[Change]) -> list[ChangeResult]:

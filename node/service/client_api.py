@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 from collections.abc import Awaitable, Callable
@@ -204,7 +205,9 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
                     reason=exc.message,
                 )
         size_before = self._own.store.size
-        for index, result in zip(positions, self._own.submit(changes), strict=True):
+        # Off the event loop: a large import must not stall the node's other answers.
+        recorded = await asyncio.to_thread(self._own.submit, changes)
+        for index, result in zip(positions, recorded, strict=True):
             results[index] = client_pb2.ChangeResult(
                 index=index,
                 outcome=_OUTCOME[result.outcome],
