@@ -98,10 +98,10 @@ def _memory_total_mb() -> float | None:
     return None
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -121,7 +121,11 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "commit": _git_commit(),
+        "commit": _git("rev-parse", "HEAD"),
+        # Uncommitted changes to tracked files: the code measured is not exactly the commit.
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Other work on the machine shares its cores with the processes measured.
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
     }
 
 

@@ -76,7 +76,15 @@ from node.samples import sample_entry
 from node.service.convert import entry_to_wire
 from node.storage.database import Database, open_database
 from node.storage.lists import EntryRepository, LogHead, LogRepository
-from node.storage.schema import LOG_BLOCK_LEAVES, list_entries, log_blocks, log_heads, log_leaves
+from node.storage.schema import (
+    LOG_BLOCK_LEAVES,
+    list_entries,
+    log_blocks,
+    log_heads,
+    log_leaves,
+    replica_status,
+    split_views,
+)
 from node.trust import install_manifest
 from tests.pg_server import PostgresUnavailableError
 
@@ -99,6 +107,8 @@ READY_TIMEOUT_S = 90.0
 # A replica that does not grow for this long has stalled: the run fails.
 STALL_TIMEOUT_S = 180.0
 PROPAGATION_TIMEOUT_S = 30.0
+API_PROBE_EVERY_S = 1.0
+API_PROBE_TIMEOUT_S = 60.0
 
 RATIO_TARGET = 0.5
 PROPAGATION_P95_TARGET_MS = 500.0
@@ -127,6 +137,7 @@ class Replication:
     first_leaf_s: float | None  # receiver start -> first verified batch stored
     peak_rss_mb: float
     url: str
+    api: dict[str, Any]  # how the receiver's client API answered meanwhile
 
     def entries_per_s(self, entries: int) -> float:
         return entries / self.seconds
@@ -321,22 +332,72 @@ def use_database(node: DemoNode, url: str, manifest: SignedManifest) -> None:
     install_manifest(node.config, manifest.to_bytes(), clock=SystemClock())
 
 
+class ApiProbe:
+    """Asks the receiver for its sync status once a second while it replicates, and keeps
+    how long each answer took: a node busy syncing must still answer its clients."""
+
+    def __init__(self, node: DemoNode) -> None:
+        self._node = node
+        self._stop = threading.Event()
+        self.latencies_ms: list[float] = []
+        self.failures: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="api-probe", daemon=True)
+
+    def __enter__(self) -> ApiProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=API_PROBE_TIMEOUT_S + 5)
+
+    def _run(self) -> None:
+        answered = False
+        with NodeClient(self._node.config, timeout_s=API_PROBE_TIMEOUT_S) as client:
+            while not self._stop.is_set():
+                asked = time.monotonic()
+                try:
+                    client.sync_status()
+                except CreditNetError as exc:
+                    # Before the first answer the node is still starting: not counted.
+                    if answered:
+                        self.failures.append(exc.message[:200])
+                else:
+                    answered = True
+                    self.latencies_ms.append((time.monotonic() - asked) * 1000)
+                self._stop.wait(API_PROBE_EVERY_S)
+
+    def summary(self) -> dict[str, Any]:
+        values = self.latencies_ms
+        return {
+            "answers": len(values),
+            "failures": len(self.failures),
+            "first_failure": self.failures[0] if self.failures else None,
+            "p50_ms": round(percentile(values, 50), 1) if values else None,
+            "max_ms": round(max(values), 1) if values else None,
+        }
+
+
 def replicate(
     publisher: DemoNode, receiver: DemoNode, count: int, logs: NodeLogs, label: str
 ) -> Replication:
     """Start the publisher, then the receiver; time until the receiver holds ``count``."""
     nodes = [publisher, receiver]
     logs.mark()
+    # Progress is read from the receiver's database (a committed head is a verified,
+    # stored batch), not from its client API: see ApiProbe for why.
+    replica = open_database(receiver.config.database_url)
     try:
         start(publisher)
         wait_until("the publisher answers", lambda: responds(publisher), nodes, logs)
-        with NodeClient(receiver.config, timeout_s=2.0) as client:
-            started = time.monotonic()
-            start(receiver)
-            done_at, first_at = _wait_replicated(client, started, count, nodes, logs, label)
+        started = time.monotonic()
+        start(receiver)
+        with ApiProbe(receiver) as probe:
+            done_at, first_at = _wait_replicated(replica, started, count, nodes, logs, label)
         assert receiver.process is not None
         rss = peak_rss_mb(receiver.process.pid)
     finally:
+        replica.close()
         codes = stop(nodes)
         for node in nodes:
             node.process = None
@@ -349,11 +410,25 @@ def replicate(
         first_leaf_s=None if first_at is None else round(first_at - started, 3),
         peak_rss_mb=rss,
         url=receiver.config.database_url,
+        api=probe.summary(),
     )
 
 
+def _replica_state(replica: Database) -> tuple[int, Any, int]:
+    """Verified size of the publisher's log, its sync status row, open split views."""
+    with replica.read() as connection:
+        size = connection.execute(
+            select(log_heads.c.size).where(log_heads.c.origin == PUBLISHER)
+        ).scalar()
+        status = connection.execute(
+            select(replica_status).where(replica_status.c.origin == PUBLISHER)
+        ).one_or_none()
+        views = _count(connection, split_views, split_views.c.resolved_at.is_(None))
+    return int(size or 0), status, views
+
+
 def _wait_replicated(
-    client: NodeClient,
+    replica: Database,
     started: float,
     count: int,
     nodes: Sequence[DemoNode],
@@ -361,37 +436,26 @@ def _wait_replicated(
     label: str,
 ) -> tuple[float, float | None]:
     size, grew_at, first_at = 0, started, None
-    last_report, last_error = started, ""
+    last_report = started
     while True:
         check_alive(nodes, logs, f"replication ({label})")
-        status: client_pb2.GetSyncStatusResponse | None = None
-        with contextlib.suppress(CreditNetError):
-            status = client.sync_status()
-        # The time after the answer: the state it reports held at some point before.
+        stored, status, views = _replica_state(replica)
         now = time.monotonic()
-        if status is not None:
-            if status.split_views:
-                view = status.split_views[0]
-                raise BenchmarkFailedError(
-                    f"the receiver detected a split view of {view.origin}: {view.reason}"
-                )
-            replica = next((r for r in status.replicas if r.origin == PUBLISHER), None)
-            if replica is not None:
-                if replica.blocked:
-                    raise BenchmarkFailedError(
-                        f"sync from {PUBLISHER} is blocked: {replica.blocked_reason}"
-                    )
-                last_error = replica.last_error or last_error
-                if replica.verified_size > count:
-                    raise BenchmarkFailedError(
-                        f"the replica holds {replica.verified_size} leaves; the log has {count}"
-                    )
-                if replica.verified_size > size:
-                    size, grew_at = replica.verified_size, now
-                    if first_at is None:
-                        first_at = now
-                if size == count:
-                    return now, first_at
+        last_error = status.last_error if status is not None else None
+        if views:
+            raise BenchmarkFailedError(
+                f"the receiver recorded {views} split view(s):\n{logs.describe()}"
+            )
+        if status is not None and status.blocked:
+            raise BenchmarkFailedError(f"sync from {PUBLISHER} is blocked: {status.blocked_reason}")
+        if stored > count:
+            raise BenchmarkFailedError(f"the replica holds {stored} leaves; the log has {count}")
+        if stored > size:
+            size, grew_at = stored, now
+            if first_at is None:
+                first_at = now
+        if size == count:
+            return now, first_at
         if now - grew_at > STALL_TIMEOUT_S:
             raise BenchmarkFailedError(
                 f"sync stalled: the replica stayed at {size:,} of {count:,} leaves for "
@@ -726,6 +790,12 @@ def run(settings: Settings, root: Path, stack: contextlib.ExitStack) -> dict[str
             f"{replication.seconds:.1f}s = {rate:,.0f} entries/s; root and counts verified; "
             f"receiver peak RSS {replication.peak_rss_mb} MB"
         )
+        api = replication.api
+        say(
+            f"replication [{database}]: meanwhile the receiver's client API answered "
+            f"{api['answers']} status requests (median {api['p50_ms']} ms, slowest "
+            f"{api['max_ms']} ms) and failed {api['failures']}"
+        )
         say(f"raw insert [{database}]: the same rows into a fresh database")
         with watch.phase(f"raw_insert_{database}"):
             raw = raw_insert(receiver_url, raw_url, settings.entries)
@@ -747,6 +817,7 @@ def run(settings: Settings, root: Path, stack: contextlib.ExitStack) -> dict[str
         details[f"replication_{database}"] = {
             "seconds": round(replication.seconds, 3),
             "receiver_start_to_first_batch_s": replication.first_leaf_s,
+            "receiver_client_api_during_replication": replication.api,
             "raw_insert_write_s": round(raw.write_s, 3),
             "raw_insert_total_s_including_reads": round(raw.total_s, 3),
             "node_warnings": warnings,
@@ -826,6 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for setting in SETTINGS:
         os.environ.pop(setting.env_name, None)
     started = time.monotonic()
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
     root = Path(tempfile.mkdtemp(prefix="credit-bench-sync-"))
     say(
         f"bench.sync: {settings.entries:,} entries, {settings.changes} propagation samples, "
@@ -851,6 +923,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     run_info = {
         **machine_info(),
+        "load_average_at_start": load_at_start,
         "command": "python -m bench.sync " + " ".join(sys.argv[1:] if argv is None else argv),
         "entries": settings.entries,
         "quick": settings.quick,
