@@ -372,8 +372,11 @@ def scenario_sanction_list(federation: DemoFederation) -> None:
 
 
 def scenario_reports_and_ratings(federation: DemoFederation) -> None:
-    """Qingdao issues a report that Weihai verifies, then revokes it; Yantai's rating shows
-    in Rizhao on the common scale."""
+    """A report issued, verified and revoked; a rating shown on the common scale elsewhere.
+
+    Qingdao issues a report that Weihai verifies, then revokes it; Yantai's rating of the
+    company shows in Rizhao on the federation's common scale.
+    """
     qingdao, yantai, weihai, rizhao = (federation.nodes[i] for i in (0, 1, 3, 4))
     today = federation.clock.now().astimezone(CHINA_TZ).date()
     entry = sample_entry("370200", 2, listed_on=today - dt.timedelta(days=120))
