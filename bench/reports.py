@@ -32,14 +32,11 @@ import datetime as dt
 import os
 import resource
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,7 +57,7 @@ from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, reports_pb2
 from federation.clock import SystemClock
 from federation.errors import CreditNetError
 from federation.manifest import SignedManifest, TrustedChain, build_manifest
-from federation.member import Member, tls_server_name
+from federation.member import tls_server_name
 from federation.presets import preset
 from federation.reports import (
     CreditReport,
@@ -77,9 +74,8 @@ from federation.reports import (
 from federation.sanctions import DEFAULT_POLICIES, ListKind, SanctionEntry, Subject
 from federation.signing import ED25519, SM2_SM3, SUITES, SigningKey
 from federation.subjects import CHINA_TZ, SubjectKind
-from node.config import SETTINGS, client_target, load_config
-from node.demo import DemoNode, all_reachable, sign, start, stop
-from node.identity import init_node
+from node.config import SETTINGS, client_target
+from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
 from node.keystore import load_node_keys, read_secret
 from node.reporting import STATUS_TTL
 from node.samples import AUTHORITIES, sample_uscc
@@ -148,52 +144,11 @@ class Settings:
 # --- node identities with a chosen suite -------------------------------------------------------
 
 
-def _init(
-    home: Path, city_code: str, peer_port: int, client_port: int, bits: int, suite: str
-) -> Member:
-    # node.demo's _init, plus the signature suite (create_nodes has no parameter for it).
-    return init_node(
-        home,
-        city_code=city_code,
-        endpoint=f"127.0.0.1:{peer_port}",
-        client_listen=f"127.0.0.1:{client_port}",
-        paillier_bits=bits,
-        signature_suite=suite,
-    )
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def form_pair(root: Path, suite: str) -> tuple[list[DemoNode], SignedManifest]:
     """Issuer and verifier identities with ``suite``, and a manifest both trust."""
     cities = [ISSUER, VERIFIER]
-    ports = _free_ports(2 * len(cities))
-    homes = [root / code for code in cities]
-    workers = min(len(cities), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        members = list(
-            pool.map(
-                _init,
-                homes,
-                cities,
-                ports[0::2],
-                ports[1::2],
-                [PAILLIER_BITS] * len(cities),
-                [suite] * len(cities),
-            )
-        )
-    nodes = [DemoNode(m, load_config(h)) for m, h in zip(members, homes, strict=True)]
+    nodes = create_nodes(root, cities, paillier_bits=PAILLIER_BITS, signature_suite=suite)
+    members = [n.member for n in nodes]
     for node in nodes:
         if node.member.signing_key.suite != suite:
             raise BenchmarkFailedError(
