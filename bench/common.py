@@ -144,3 +144,19 @@ def interrupt_on_termination() -> None:
     """Make SIGTERM and SIGHUP end the run through its clean-up code, like Ctrl-C."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupt)
+
+
+def format_figures(title: str, figures: dict[str, Any], *, skip: Sequence[str] = ()) -> str:
+    """The figures and the targets (pass/FAIL) as an aligned text summary."""
+    width = max(len(key) for key in figures) + 2
+    lines = [title]
+    for key, value in figures.items():
+        if key not in ("targets", *skip):
+            lines.append(f"  {key:{width}} {value:>12,}")
+    lines.append("targets:")
+    for key, target in figures["targets"].items():
+        verdict = "pass" if target["pass"] else "FAIL"
+        lines.append(
+            f"  {key:{width}} {target['value']:>12,} (target {target['target']}) {verdict}"
+        )
+    return "\n".join(lines)

@@ -46,6 +46,7 @@ from bench.common import (
     RESULTS_DIR,
     BenchmarkFailedError,
     Stopwatch,
+    format_figures,
     interrupt_on_termination,
     machine_info,
     percentile,
@@ -54,7 +55,7 @@ from bench.common import (
 )
 from bench.sync import NodeLogs, check_alive, responds, wait_until
 from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, reports_pb2
-from federation.clock import SystemClock
+from federation.clock import CHINA_TZ, SystemClock
 from federation.errors import CreditNetError
 from federation.manifest import SignedManifest, TrustedChain, build_manifest
 from federation.member import tls_server_name
@@ -73,9 +74,17 @@ from federation.reports import (
 )
 from federation.sanctions import DEFAULT_POLICIES, ListKind, SanctionEntry, Subject
 from federation.signing import ED25519, SM2_SM3, SUITES, SigningKey
-from federation.subjects import CHINA_TZ, SubjectKind
+from federation.subjects import SubjectKind
 from node.config import SETTINGS, client_target
-from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
+from node.demo import (
+    TAX_CREDIT_MAPPING,
+    DemoNode,
+    all_reachable,
+    create_nodes,
+    sign,
+    start,
+    stop,
+)
 from node.keystore import load_node_keys, read_secret
 from node.reporting import STATUS_TTL
 from node.samples import AUTHORITIES, sample_uscc
@@ -105,20 +114,16 @@ REPLICATION_TIMEOUT_S = 60.0
 BATCH = 8
 
 # The issuer's mappings of two preset scales onto the federation's common scale (A-D).
-ISSUER_RATINGS = """
-[ratings.mappings.tax-credit]
-A = "A"
-B = "B"
-M = "C"
-C = "C"
-D = "D"
-
+ISSUER_RATINGS = (
+    TAX_CREDIT_MAPPING
+    + """
 [ratings.mappings.public-credit-gbt45255]
 A = "A"
 B = "B"
 C = "C"
 D = "D"
 """
+)
 
 _T = TypeVar("_T")
 
@@ -802,15 +807,7 @@ def run(settings: Settings, root: Path) -> dict[str, Any]:
 
 
 def summary(figures: dict[str, Any]) -> str:
-    lines = ["credit reports"]
-    for key, value in figures.items():
-        if key != "targets":
-            lines.append(f"  {key:46} {value:>12,}")
-    lines.append("targets:")
-    for key, target in figures["targets"].items():
-        verdict = "pass" if target["pass"] else "FAIL"
-        lines.append(f"  {key:46} {target['value']:>12,} (target {target['target']}) {verdict}")
-    return "\n".join(lines)
+    return format_figures("credit reports", figures)
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:

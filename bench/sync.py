@@ -52,6 +52,7 @@ from bench.common import (
     BenchmarkFailedError,
     Stopwatch,
     create_database,
+    format_figures,
     interrupt_on_termination,
     machine_info,
     peak_rss_mb,
@@ -61,11 +62,10 @@ from bench.common import (
     write_results,
 )
 from creditnet.v1 import client_pb2, lists_pb2
-from federation.clock import SystemClock
+from federation.clock import CHINA_TZ, SystemClock
 from federation.errors import CreditNetError
 from federation.manifest import SignedManifest, build_manifest
 from federation.presets import preset
-from federation.subjects import CHINA_TZ
 from node.client import NodeClient
 from node.config import SETTINGS, load_config, render_config
 from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
@@ -840,16 +840,9 @@ def _server_version(url: str) -> str:
 
 
 def summary(figures: dict[str, Any]) -> str:
-    lines = [f"sanction-list sync, {figures['entries']:,} entries"]
-    for key, value in figures.items():
-        if key in ("targets", "entries"):
-            continue
-        lines.append(f"  {key:42} {value:>12,}")
-    lines.append("targets:")
-    for key, target in figures["targets"].items():
-        verdict = "pass" if target["pass"] else "FAIL"
-        lines.append(f"  {key:42} {target['value']:>12,} (target {target['target']}) {verdict}")
-    return "\n".join(lines)
+    return format_figures(
+        f"sanction-list sync, {figures['entries']:,} entries", figures, skip=("entries",)
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:

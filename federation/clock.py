@@ -5,6 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
+# Dates of the domain (listing days, publicity periods, birth dates) are days in China.
+CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def china_date(now: dt.datetime) -> dt.date:
+    """The calendar date in China at ``now``."""
+    if not isinstance(now, dt.datetime) or now.tzinfo is None:
+        raise ValueError("need a timezone-aware datetime")
+    return now.astimezone(CHINA_TZ).date()
+
 
 class Clock(Protocol):
     def now(self) -> dt.datetime:

@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from federation.canonical import canonical_bytes, parse_document
+from federation.clock import china_date
 from federation.errors import (
     CommonScaleMismatchError,
     InvalidInputError,
@@ -45,7 +46,7 @@ from federation.errors import (
 from federation.manifest import Manifest
 from federation.member import CITY_CODE
 from federation.presets import PRESETS
-from federation.sanctions import Subject, china_date
+from federation.sanctions import Subject
 from federation.signing import SigningKey, b64decode, b64encode
 
 RATING_STATEMENT_TYPE = "creditnet.rating-statement/v1"

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from federation.canonical import MAX_DOCUMENT_BYTES, canonical_bytes, parse_document
-from federation.clock import format_utc, parse_utc
+from federation.clock import china_date, format_utc, parse_utc
 from federation.errors import (
     InvalidIdentifierError,
     InvalidInputError,
@@ -51,7 +51,7 @@ from federation.errors import (
 )
 from federation.manifest import Manifest, TrustedChain
 from federation.member import check_city_code
-from federation.sanctions import EntryState, ListKind, Subject, china_date
+from federation.sanctions import EntryState, ListKind, Subject
 from federation.signing import SigningKey, b64decode, b64encode
 from federation.subjects import parse_subject
 

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from federation.canonical import canonical_bytes, parse_document
-from federation.clock import format_utc, parse_utc
+from federation.clock import china_date, format_utc, parse_utc
 from federation.errors import (
     ConflictError,
     FailedPreconditionError,
@@ -45,7 +45,6 @@ from federation.errors import (
 from federation.member import CITY_CODE
 from federation.signing import b64decode, b64encode
 from federation.subjects import (
-    CHINA_TZ,
     SubjectId,
     SubjectKind,
     normalize_identifier,
@@ -973,13 +972,6 @@ def open_body(envelope: Envelope, body_bytes: bytes) -> EventBody:
 
 
 # --- entry state: the one state machine ----------------------------------------------------
-
-
-def china_date(now: dt.datetime) -> dt.date:
-    """The calendar date in China at ``now`` (publicity periods are counted in China)."""
-    if not isinstance(now, dt.datetime) or now.tzinfo is None:
-        raise ValueError("need a timezone-aware datetime")
-    return now.astimezone(CHINA_TZ).date()
 
 
 @dataclass(frozen=True)

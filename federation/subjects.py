@@ -28,7 +28,7 @@ import functools
 import unicodedata
 from dataclasses import dataclass, field
 
-from federation.clock import Clock, SystemClock
+from federation.clock import Clock, SystemClock, china_date
 from federation.errors import InvalidIdentifierError
 
 IDENTIFIER_LENGTH = 18
@@ -65,7 +65,6 @@ _RESIDENT_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _RESIDENT_CHECK = "10X98765432"
 _FIRST_BIRTH_YEAR = 1900
 #: Birth dates are calendar dates in China, so "today" is taken in China Standard Time.
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 class SubjectKind(enum.Enum):
@@ -304,7 +303,7 @@ def _validate_resident_id(value: str, *, today: dt.date | None) -> None:
 
 
 def _today_in_china(clock: Clock | None = None) -> dt.date:
-    return (clock or SystemClock()).now().astimezone(CHINA_TZ).date()
+    return china_date((clock or SystemClock()).now())
 
 
 def _normalize_input(text: str) -> str:

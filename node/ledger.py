@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from federation.checkpoint import Checkpoint, sign_checkpoint
-from federation.clock import Clock
+from federation.clock import Clock, china_date
 from federation.errors import CreditNetError, NotFoundError
 from federation.merkle import leaf_hash
 from federation.sanctions import (
@@ -37,7 +37,6 @@ from federation.sanctions import (
     seal,
 )
 from federation.signing import SigningKey
-from federation.subjects import CHINA_TZ
 from node.logstore import Leaf, LogStore, state_from_row
 from node.storage.lists import EntryRepository
 
@@ -119,7 +118,7 @@ class OwnLog:
 
     def _submit_chunk(self, changes: Sequence[Change]) -> list[ChangeResult]:
         now = self._clock.now()
-        today = now.astimezone(CHINA_TZ).date()
+        today = china_date(now)
         ids = [self._entry_id(change) for change in changes]
         states: dict[str, EntryState] = self.store.states(sorted(set(ids)))
         touched: dict[str, EntryState] = {}
@@ -187,7 +186,7 @@ class OwnLog:
     def sweep_expired(self) -> int:
         """Record a removal for every own entry whose publicity period has ended."""
         now = self._clock.now()
-        today = now.astimezone(CHINA_TZ).date()
+        today = china_date(now)
         rows = self._entries.not_removed(self.origin, publicity_end_before=today)
         due = due_expiries((state_from_row(r) for r in rows), now)
         if not due:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from creditnet.v1 import peer_pb2, reports_pb2
-from federation.clock import Clock
+from federation.clock import Clock, china_date
 from federation.errors import ConfigError, CreditNetError, InvalidInputError, NotFoundError
 from federation.ratings import (
     MappingBook,
@@ -32,7 +32,7 @@ from federation.ratings import (
 )
 from federation.sanctions import Subject
 from federation.signing import SigningKey
-from federation.subjects import CHINA_TZ, SubjectId
+from federation.subjects import SubjectId
 from node.peers import PeerLinks
 from node.storage.reports import RatingRepository, StoredStatement
 from node.trust import TrustStore
@@ -248,7 +248,7 @@ def statement_for(
     the points when not given."""
     if points is not None and not grade and scale.kind == "points":
         grade = scale.grade_of(points)
-    today = clock.now().astimezone(CHINA_TZ).date()
+    today = china_date(clock.now())
     return RatingStatement(
         issuer=issuer,
         subject=Subject(kind=subject.kind, id=subject.value, name=subject_name),

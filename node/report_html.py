@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 
 import segno
 
+from federation.clock import CHINA_TZ
 from federation.reports import CreditReport, ReportListEntry, SignedReport
-from federation.subjects import CHINA_TZ, SubjectKind, mask_resident_id
+from federation.subjects import SubjectKind, mask_resident_id
 
 # Digits in ASCII or full width; the last character may be X. Not glued to other letters
 # or digits, so that longer numbers (licence numbers) are left alone.

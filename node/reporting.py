@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import grpc
 
 from creditnet.v1 import peer_pb2
-from federation.clock import Clock
+from federation.clock import CHINA_TZ, Clock, china_date
 from federation.errors import CreditNetError, InvalidInputError, NotFoundError
 from federation.reports import (
     CreditReport,
@@ -41,7 +41,7 @@ from federation.reports import (
 )
 from federation.sanctions import ListKind, Subject
 from federation.signing import SigningKey
-from federation.subjects import CHINA_TZ, SubjectKind, parse_subject
+from federation.subjects import SubjectKind, parse_subject
 from node.peers import PeerLinks
 from node.queries import ListQueries
 from node.ratings_desk import RatingDesk
@@ -101,7 +101,7 @@ class ReportOffice:
         self, subject_text: str, *, subject_name: str, valid_days: int, supersedes: str
     ) -> SignedReport:
         now = self._clock.now().replace(microsecond=0)
-        subject = parse_subject(subject_text, today=now.astimezone(CHINA_TZ).date())
+        subject = parse_subject(subject_text, today=china_date(now))
         days = valid_days or DEFAULT_VALID_DAYS
         if not 0 < days <= MAX_VALID_DAYS:
             raise InvalidInputError(f"valid_days must be 1 to {MAX_VALID_DAYS}, not {days}")
@@ -142,7 +142,7 @@ class ReportOffice:
                 valid_until=a.statement.valid_until,
             )
             for a in self._ratings.about(subject)
-            if a.statement.issued_on <= now.astimezone(CHINA_TZ).date()
+            if a.statement.issued_on <= china_date(now)
         ]
         if not subject_name:
             raise InvalidInputError(

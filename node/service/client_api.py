@@ -19,11 +19,11 @@ from creditnet.v1 import (
     reports_pb2,
     subject_pb2,
 )
-from federation.clock import Clock
+from federation.clock import Clock, china_date
 from federation.errors import CreditNetError, InvalidInputError, NotFoundError
 from federation.member import check_city_code
 from federation.reports import check_report_no
-from federation.subjects import CHINA_TZ, SubjectKind, check_subject, parse_subject
+from federation.subjects import SubjectKind, check_subject, parse_subject
 from node.ledger import Change, Outcome, OwnLog
 from node.peers import PeerLinks
 from node.queries import Freshness, ListQueries
@@ -153,7 +153,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
                     )
                 )
                 continue
-            check = check_subject(text, today=self._clock.now().astimezone(CHINA_TZ).date())
+            check = check_subject(text, today=china_date(self._clock.now()))
             result = client_pb2.SubjectCheck(
                 index=index,
                 valid=check.valid,
@@ -225,7 +225,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
     async def GetSubjectStatus(
         self, request: client_pb2.GetSubjectStatusRequest, context: Any
     ) -> client_pb2.GetSubjectStatusResponse:
-        subject = parse_subject(request.subject_id, today=_china_today(self._clock))
+        subject = parse_subject(request.subject_id, today=china_date(self._clock.now()))
         answers = self._queries.subject_status(subject, include_inactive=request.include_inactive)
         members = [m.city_code for m in self._trust.current.members]
         return client_pb2.GetSubjectStatusResponse(
@@ -367,7 +367,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
     async def SubmitRating(
         self, request: client_pb2.SubmitRatingRequest, context: Any
     ) -> client_pb2.SubmitRatingResponse:
-        today = _china_today(self._clock)
+        today = china_date(self._clock.now())
         subject = parse_subject(request.subject_id, today=today)
         scale = self._ratings.scales.get(request.scale_id)
         if scale is None:
@@ -393,7 +393,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
     async def GetSubjectRatings(
         self, request: client_pb2.GetSubjectRatingsRequest, context: Any
     ) -> client_pb2.GetSubjectRatingsResponse:
-        subject = parse_subject(request.subject_id, today=_china_today(self._clock))
+        subject = parse_subject(request.subject_id, today=china_date(self._clock.now()))
         views = []
         for answer in self._ratings.about(subject):
             statement = answer.statement
@@ -447,10 +447,6 @@ _OUTCOME = {
     Outcome.DUPLICATE: client_pb2.CHANGE_OUTCOME_DUPLICATE,
     Outcome.REJECTED: client_pb2.CHANGE_OUTCOME_REJECTED,
 }
-
-
-def _china_today(clock: Clock) -> dt.date:
-    return clock.now().astimezone(CHINA_TZ).date()
 
 
 def _freshness(fresh: Freshness) -> client_pb2.OriginFreshness:

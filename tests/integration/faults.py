@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from federation.checkpoint import SignedCheckpoint
-from federation.clock import SystemClock
+from federation.clock import CHINA_TZ, SystemClock
 from federation.manifest import build_manifest
 from federation.merkle import range_hash
-from federation.subjects import CHINA_TZ
 from node.config import NodeConfig, load_config
 from node.demo import DemoNode, sign
 from node.identity import init_node

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from federation.subjects import CHINA_TZ, resident_id_check_char, uscc_check_char
+from federation.clock import CHINA_TZ
+from federation.subjects import resident_id_check_char, uscc_check_char
 from node.cli.main import main
 from node.demo import all_reachable, create_nodes, start, stop
 from tests.integration.conftest import Federation, form_federation, wait_for

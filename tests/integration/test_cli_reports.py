@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from creditnet.v1 import client_pb2, lists_pb2
-from federation.subjects import CHINA_TZ, resident_id_check_char
+from federation.clock import CHINA_TZ
+from federation.subjects import resident_id_check_char
 from node.cli.main import main
 from node.client import NodeClient
-from node.demo import all_reachable, start, stop
+from node.demo import TAX_CREDIT_MAPPING, all_reachable, start, stop
 from node.samples import sample_entry
 from node.service.convert import entry_to_wire
 from tests.integration.conftest import Federation, form_federation, wait_for
@@ -26,14 +27,6 @@ pytestmark = pytest.mark.integration
 QINGDAO, YANTAI = "370200", "370600"
 TODAY = dt.datetime.now(CHINA_TZ).date()
 VALID_UNTIL = (TODAY + dt.timedelta(days=300)).isoformat()
-YANTAI_RATINGS = """
-[ratings.mappings.tax-credit]
-A = "A"
-B = "B"
-M = "C"
-C = "C"
-D = "D"
-"""
 RESIDENT_BODY = "37060219850505123"
 RESIDENT = RESIDENT_BODY + resident_id_check_char(RESIDENT_BODY)
 RESIDENT_MASKED = RESIDENT[:6] + "********" + RESIDENT[-4:]
@@ -43,7 +36,7 @@ RESIDENT_MASKED = RESIDENT[:6] + "********" + RESIDENT[-4:]
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     federation = form_federation(tmp_path_factory.mktemp("cli-reports"), [QINGDAO, YANTAI])
     yantai = federation.node(YANTAI).config.config_path
-    yantai.write_text(yantai.read_text() + YANTAI_RATINGS)
+    yantai.write_text(yantai.read_text() + TAX_CREDIT_MAPPING)
     os.environ["CREDIT_NODE_FEDERATION_SYNC_INTERVAL_S"] = "1"
     try:
         for node in federation.nodes:

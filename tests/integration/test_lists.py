@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2
-from federation.subjects import CHINA_TZ, uscc_check_char
+from federation.clock import CHINA_TZ
+from federation.subjects import uscc_check_char
 from node.demo import DemoNode, all_reachable, start, stop
 from node.keystore import read_secret
 from tests.integration.conftest import Federation, form_federation, wait_for

@@ -11,10 +11,10 @@ import grpc
 import pytest
 
 from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, reports_pb2
+from federation.clock import CHINA_TZ
 from federation.reports import SignedReport, report_number, sign_report
 from federation.signing import SigningKey
-from federation.subjects import CHINA_TZ
-from node.demo import DemoNode, all_reachable, start, stop
+from node.demo import TAX_CREDIT_MAPPING, DemoNode, all_reachable, start, stop
 from node.keystore import load_node_keys, read_secret
 from node.samples import sample_entry
 from node.service.convert import entry_to_wire
@@ -23,14 +23,6 @@ from tests.integration.conftest import Federation, form_federation, wait_for
 pytestmark = pytest.mark.integration
 
 TODAY = dt.datetime.now(CHINA_TZ).date()
-YANTAI_RATINGS = """
-[ratings.mappings.tax-credit]
-A = "A"
-B = "B"
-M = "C"
-C = "C"
-D = "D"
-"""
 
 
 class Client:
@@ -58,7 +50,7 @@ class Client:
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     fed = form_federation(tmp_path_factory.mktemp("reports"), ["370200", "370600", "371000"])
     yantai = fed.node("370600").config.config_path
-    yantai.write_text(yantai.read_text() + YANTAI_RATINGS)
+    yantai.write_text(yantai.read_text() + TAX_CREDIT_MAPPING)
     os.environ["CREDIT_NODE_FEDERATION_SYNC_INTERVAL_S"] = "1"
     try:
         for node in fed.nodes:

@@ -16,11 +16,10 @@ import pytest
 
 from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, reports_pb2
 from federation.checkpoint import SignedCheckpoint, verify_checkpoint
-from federation.clock import SystemClock
+from federation.clock import CHINA_TZ, SystemClock
 from federation.manifest import SignedManifest, build_manifest
 from federation.reports import SignedReport
 from federation.signing import SM2_SM3
-from federation.subjects import CHINA_TZ
 from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
 from node.keystore import read_secret
 from node.samples import sample_entry
