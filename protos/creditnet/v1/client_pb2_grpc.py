@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from creditnet.v1 import client_pb2 as creditnet_dot_v1_dot_client__pb2
+from creditnet.v1 import matching_pb2 as creditnet_dot_v1_dot_matching__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -104,6 +105,26 @@ class ClientServiceStub:
                 '/creditnet.v1.ClientService/GetSubjectRatings',
                 request_serializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsResponse.FromString,
+                _registered_method=True)
+        self.MatchOne = channel.unary_unary(
+                '/creditnet.v1.ClientService/MatchOne',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.MatchOneRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.MatchOneResponse.FromString,
+                _registered_method=True)
+        self.MatchBatch = channel.unary_stream(
+                '/creditnet.v1.ClientService/MatchBatch',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.MatchBatchRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.MatchBatchResponse.FromString,
+                _registered_method=True)
+        self.DiscloseEntry = channel.unary_unary(
+                '/creditnet.v1.ClientService/DiscloseEntry',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.DiscloseEntryRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.DiscloseEntryResponse.FromString,
+                _registered_method=True)
+        self.GetMatchingStatus = channel.unary_unary(
+                '/creditnet.v1.ClientService/GetMatchingStatus',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.GetMatchingStatusRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.GetMatchingStatusResponse.FromString,
                 _registered_method=True)
 
 
@@ -213,6 +234,36 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MatchOne(self, request, context):
+        """MatchOne checks one subject privately against every member's non-public lists, all
+        members asked in parallel; one answer per city.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MatchBatch(self, request, context):
+        """MatchBatch screens many subjects against one city's non-public lists (membership or
+        count only), streaming progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscloseEntry(self, request, context):
+        """DiscloseEntry asks the owning city for an entry's details after a hit (audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMatchingStatus(self, request, context):
+        """GetMatchingStatus returns the matching tables this node publishes and holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,6 +336,26 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.GetSubjectRatings,
                     request_deserializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsResponse.SerializeToString,
+            ),
+            'MatchOne': grpc.unary_unary_rpc_method_handler(
+                    servicer.MatchOne,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.MatchOneRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.MatchOneResponse.SerializeToString,
+            ),
+            'MatchBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.MatchBatch,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.MatchBatchRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.MatchBatchResponse.SerializeToString,
+            ),
+            'DiscloseEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscloseEntry,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.DiscloseEntryRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.DiscloseEntryResponse.SerializeToString,
+            ),
+            'GetMatchingStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMatchingStatus,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.GetMatchingStatusRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.GetMatchingStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -666,6 +737,114 @@ class ClientService:
             '/creditnet.v1.ClientService/GetSubjectRatings',
             creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsRequest.SerializeToString,
             creditnet_dot_v1_dot_client__pb2.GetSubjectRatingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchOne(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/MatchOne',
+            creditnet_dot_v1_dot_matching__pb2.MatchOneRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.MatchOneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/creditnet.v1.ClientService/MatchBatch',
+            creditnet_dot_v1_dot_matching__pb2.MatchBatchRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.MatchBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscloseEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/DiscloseEntry',
+            creditnet_dot_v1_dot_matching__pb2.DiscloseEntryRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.DiscloseEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMatchingStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/GetMatchingStatus',
+            creditnet_dot_v1_dot_matching__pb2.GetMatchingStatusRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.GetMatchingStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,6 +8,7 @@ node's configuration; never exposed to peers.
 
 from collections import abc as _abc
 from creditnet.v1 import client_pb2 as _client_pb2
+from creditnet.v1 import matching_pb2 as _matching_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -72,6 +73,18 @@ class ClientServiceStub:
     """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
     whether this node's recognition policy accepts each.
     """
+    MatchOne: _grpc.UnaryUnaryMultiCallable[_matching_pb2.MatchOneRequest, _matching_pb2.MatchOneResponse]
+    """MatchOne checks one subject privately against every member's non-public lists, all
+    members asked in parallel; one answer per city.
+    """
+    MatchBatch: _grpc.UnaryStreamMultiCallable[_matching_pb2.MatchBatchRequest, _matching_pb2.MatchBatchResponse]
+    """MatchBatch screens many subjects against one city's non-public lists (membership or
+    count only), streaming progress.
+    """
+    DiscloseEntry: _grpc.UnaryUnaryMultiCallable[_matching_pb2.DiscloseEntryRequest, _matching_pb2.DiscloseEntryResponse]
+    """DiscloseEntry asks the owning city for an entry's details after a hit (audited)."""
+    GetMatchingStatus: _grpc.UnaryUnaryMultiCallable[_matching_pb2.GetMatchingStatusRequest, _matching_pb2.GetMatchingStatusResponse]
+    """GetMatchingStatus returns the matching tables this node publishes and holds."""
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -114,6 +127,18 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
     whether this node's recognition policy accepts each.
     """
+    MatchOne: _aio.UnaryUnaryMultiCallable[_matching_pb2.MatchOneRequest, _matching_pb2.MatchOneResponse]  # type: ignore[assignment]
+    """MatchOne checks one subject privately against every member's non-public lists, all
+    members asked in parallel; one answer per city.
+    """
+    MatchBatch: _aio.UnaryStreamMultiCallable[_matching_pb2.MatchBatchRequest, _matching_pb2.MatchBatchResponse]  # type: ignore[assignment]
+    """MatchBatch screens many subjects against one city's non-public lists (membership or
+    count only), streaming progress.
+    """
+    DiscloseEntry: _aio.UnaryUnaryMultiCallable[_matching_pb2.DiscloseEntryRequest, _matching_pb2.DiscloseEntryResponse]  # type: ignore[assignment]
+    """DiscloseEntry asks the owning city for an entry's details after a hit (audited)."""
+    GetMatchingStatus: _aio.UnaryUnaryMultiCallable[_matching_pb2.GetMatchingStatusRequest, _matching_pb2.GetMatchingStatusResponse]  # type: ignore[assignment]
+    """GetMatchingStatus returns the matching tables this node publishes and holds."""
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     """ClientService is served on the client port to the city's own platform."""
@@ -237,5 +262,41 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetSubjectRatings returns every city's ratings of a subject, on the common scale, with
         whether this node's recognition policy accepts each.
         """
+
+    @_abc_1.abstractmethod
+    def MatchOne(
+        self,
+        request: _matching_pb2.MatchOneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matching_pb2.MatchOneResponse, _abc.Awaitable[_matching_pb2.MatchOneResponse]]:
+        """MatchOne checks one subject privately against every member's non-public lists, all
+        members asked in parallel; one answer per city.
+        """
+
+    @_abc_1.abstractmethod
+    def MatchBatch(
+        self,
+        request: _matching_pb2.MatchBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_matching_pb2.MatchBatchResponse], _abc.AsyncIterator[_matching_pb2.MatchBatchResponse]]:
+        """MatchBatch screens many subjects against one city's non-public lists (membership or
+        count only), streaming progress.
+        """
+
+    @_abc_1.abstractmethod
+    def DiscloseEntry(
+        self,
+        request: _matching_pb2.DiscloseEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matching_pb2.DiscloseEntryResponse, _abc.Awaitable[_matching_pb2.DiscloseEntryResponse]]:
+        """DiscloseEntry asks the owning city for an entry's details after a hit (audited)."""
+
+    @_abc_1.abstractmethod
+    def GetMatchingStatus(
+        self,
+        request: _matching_pb2.GetMatchingStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matching_pb2.GetMatchingStatusResponse, _abc.Awaitable[_matching_pb2.GetMatchingStatusResponse]]:
+        """GetMatchingStatus returns the matching tables this node publishes and holds."""
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,57 +24,58 @@ _sym_db = _symbol_database.Default()
 
 from creditnet.v1 import lists_pb2 as creditnet_dot_v1_dot_lists__pb2
 from creditnet.v1 import manifest_pb2 as creditnet_dot_v1_dot_manifest__pb2
+from creditnet.v1 import matching_pb2 as creditnet_dot_v1_dot_matching__pb2
 from creditnet.v1 import reports_pb2 as creditnet_dot_v1_dot_reports__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63reditnet/v1/peer.proto\x12\x0c\x63reditnet.v1\x1a\x18\x63reditnet/v1/lists.proto\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1a\x63reditnet/v1/reports.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0cHelloRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\x04\"\x84\x01\n\rHelloResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x13GetManifestsRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x04\"G\n\x14GetManifestsResponse\x12/\n\tmanifests\x18\x01 \x03(\x0b\x32\x1c.creditnet.v1.SignedManifest\"\x16\n\x14GetCheckpointRequest\"K\n\x15GetCheckpointResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\";\n\x1aGetConsistencyProofRequest\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"P\n\x10StreamLogRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"_\n\x11StreamLogResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12%\n\x06leaves\x18\x02 \x03(\x0b\x32\x15.creditnet.v1.LogLeaf\x12\x14\n\x0cright_hashes\x18\x03 \x03(\x0c\"Q\n\x1a\x45xchangeCheckpointsRequest\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"R\n\x1b\x45xchangeCheckpointsResponse\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"K\n\x15NotifyAppendedRequest\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"\x18\n\x16NotifyAppendedResponse\"+\n\x16GetReportStatusRequest\x12\x11\n\treport_no\x18\x01 \x01(\t\"\x92\x01\n\x17GetReportStatusResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.creditnet.v1.ReportState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\rsuperseded_by\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14GetStatusListRequest\"L\n\x15GetStatusListResponse\x12\x33\n\x0bstatus_list\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedStatusList\":\n\x11GetRatingsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\xa7\x01\n\x12GetRatingsResponse\x12\x34\n\x08mappings\x18\x01 \x03(\x0b\x32\".creditnet.v1.SignedRatingDocument\x12\x36\n\nstatements\x18\x02 \x03(\x0b\x32\".creditnet.v1.SignedRatingDocument\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\x12\x0c\n\x04more\x18\x04 \x01(\x08\x32\x90\x07\n\x0bPeerService\x12@\n\x05Hello\x12\x1a.creditnet.v1.HelloRequest\x1a\x1b.creditnet.v1.HelloResponse\x12U\n\x0cGetManifests\x12!.creditnet.v1.GetManifestsRequest\x1a\".creditnet.v1.GetManifestsResponse\x12X\n\rGetCheckpoint\x12\".creditnet.v1.GetCheckpointRequest\x1a#.creditnet.v1.GetCheckpointResponse\x12j\n\x13GetConsistencyProof\x12(.creditnet.v1.GetConsistencyProofRequest\x1a).creditnet.v1.GetConsistencyProofResponse\x12N\n\tStreamLog\x12\x1e.creditnet.v1.StreamLogRequest\x1a\x1f.creditnet.v1.StreamLogResponse0\x01\x12j\n\x13\x45xchangeCheckpoints\x12(.creditnet.v1.ExchangeCheckpointsRequest\x1a).creditnet.v1.ExchangeCheckpointsResponse\x12[\n\x0eNotifyAppended\x12#.creditnet.v1.NotifyAppendedRequest\x1a$.creditnet.v1.NotifyAppendedResponse\x12^\n\x0fGetReportStatus\x12$.creditnet.v1.GetReportStatusRequest\x1a%.creditnet.v1.GetReportStatusResponse\x12X\n\rGetStatusList\x12\".creditnet.v1.GetStatusListRequest\x1a#.creditnet.v1.GetStatusListResponse\x12O\n\nGetRatings\x12\x1f.creditnet.v1.GetRatingsRequest\x1a .creditnet.v1.GetRatingsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63reditnet/v1/peer.proto\x12\x0c\x63reditnet.v1\x1a\x18\x63reditnet/v1/lists.proto\x1a\x1b\x63reditnet/v1/manifest.proto\x1a\x1b\x63reditnet/v1/matching.proto\x1a\x1a\x63reditnet/v1/reports.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0cHelloRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\x04\"\x84\x01\n\rHelloResponse\x12\x11\n\tcity_code\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x18\n\x10manifest_version\x18\x03 \x01(\x04\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x13GetManifestsRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x04\"G\n\x14GetManifestsResponse\x12/\n\tmanifests\x18\x01 \x03(\x0b\x32\x1c.creditnet.v1.SignedManifest\"\x16\n\x14GetCheckpointRequest\"K\n\x15GetCheckpointResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\";\n\x1aGetConsistencyProofRequest\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"P\n\x10StreamLogRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"_\n\x11StreamLogResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12%\n\x06leaves\x18\x02 \x03(\x0b\x32\x15.creditnet.v1.LogLeaf\x12\x14\n\x0cright_hashes\x18\x03 \x03(\x0c\"Q\n\x1a\x45xchangeCheckpointsRequest\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"R\n\x1b\x45xchangeCheckpointsResponse\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"K\n\x15NotifyAppendedRequest\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedCheckpoint\"\x18\n\x16NotifyAppendedResponse\"+\n\x16GetReportStatusRequest\x12\x11\n\treport_no\x18\x01 \x01(\t\"\x92\x01\n\x17GetReportStatusResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.creditnet.v1.ReportState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\rsuperseded_by\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14GetStatusListRequest\"L\n\x15GetStatusListResponse\x12\x33\n\x0bstatus_list\x18\x01 \x01(\x0b\x32\x1e.creditnet.v1.SignedStatusList\":\n\x11GetRatingsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\xa7\x01\n\x12GetRatingsResponse\x12\x34\n\x08mappings\x18\x01 \x03(\x0b\x32\".creditnet.v1.SignedRatingDocument\x12\x36\n\nstatements\x18\x02 \x03(\x0b\x32\".creditnet.v1.SignedRatingDocument\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\x12\x0c\n\x04more\x18\x04 \x01(\x08\x32\xf9\x08\n\x0bPeerService\x12@\n\x05Hello\x12\x1a.creditnet.v1.HelloRequest\x1a\x1b.creditnet.v1.HelloResponse\x12U\n\x0cGetManifests\x12!.creditnet.v1.GetManifestsRequest\x1a\".creditnet.v1.GetManifestsResponse\x12X\n\rGetCheckpoint\x12\".creditnet.v1.GetCheckpointRequest\x1a#.creditnet.v1.GetCheckpointResponse\x12j\n\x13GetConsistencyProof\x12(.creditnet.v1.GetConsistencyProofRequest\x1a).creditnet.v1.GetConsistencyProofResponse\x12N\n\tStreamLog\x12\x1e.creditnet.v1.StreamLogRequest\x1a\x1f.creditnet.v1.StreamLogResponse0\x01\x12j\n\x13\x45xchangeCheckpoints\x12(.creditnet.v1.ExchangeCheckpointsRequest\x1a).creditnet.v1.ExchangeCheckpointsResponse\x12[\n\x0eNotifyAppended\x12#.creditnet.v1.NotifyAppendedRequest\x1a$.creditnet.v1.NotifyAppendedResponse\x12^\n\x0fGetReportStatus\x12$.creditnet.v1.GetReportStatusRequest\x1a%.creditnet.v1.GetReportStatusResponse\x12X\n\rGetStatusList\x12\".creditnet.v1.GetStatusListRequest\x1a#.creditnet.v1.GetStatusListResponse\x12O\n\nGetRatings\x12\x1f.creditnet.v1.GetRatingsRequest\x1a .creditnet.v1.GetRatingsResponse\x12Z\n\rGetMatchTable\x12\".creditnet.v1.GetMatchTableRequest\x1a#.creditnet.v1.GetMatchTableResponse0\x01\x12@\n\x05Probe\x12\x1a.creditnet.v1.ProbeRequest\x1a\x1b.creditnet.v1.ProbeResponse\x12I\n\x08\x44isclose\x12\x1d.creditnet.v1.DiscloseRequest\x1a\x1e.creditnet.v1.DiscloseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditnet.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HELLOREQUEST']._serialized_start=157
-  _globals['_HELLOREQUEST']._serialized_end=220
-  _globals['_HELLORESPONSE']._serialized_start=223
-  _globals['_HELLORESPONSE']._serialized_end=355
-  _globals['_GETMANIFESTSREQUEST']._serialized_start=357
-  _globals['_GETMANIFESTSREQUEST']._serialized_end=401
-  _globals['_GETMANIFESTSRESPONSE']._serialized_start=403
-  _globals['_GETMANIFESTSRESPONSE']._serialized_end=474
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=476
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=498
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=500
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=575
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=577
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=636
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=638
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=683
-  _globals['_STREAMLOGREQUEST']._serialized_start=685
-  _globals['_STREAMLOGREQUEST']._serialized_end=765
-  _globals['_STREAMLOGRESPONSE']._serialized_start=767
-  _globals['_STREAMLOGRESPONSE']._serialized_end=862
-  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_start=864
-  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_end=945
-  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_start=947
-  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_end=1029
-  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_start=1031
-  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_end=1106
-  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_start=1108
-  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_end=1132
-  _globals['_GETREPORTSTATUSREQUEST']._serialized_start=1134
-  _globals['_GETREPORTSTATUSREQUEST']._serialized_end=1177
-  _globals['_GETREPORTSTATUSRESPONSE']._serialized_start=1180
-  _globals['_GETREPORTSTATUSRESPONSE']._serialized_end=1326
-  _globals['_GETSTATUSLISTREQUEST']._serialized_start=1328
-  _globals['_GETSTATUSLISTREQUEST']._serialized_end=1350
-  _globals['_GETSTATUSLISTRESPONSE']._serialized_start=1352
-  _globals['_GETSTATUSLISTRESPONSE']._serialized_end=1428
-  _globals['_GETRATINGSREQUEST']._serialized_start=1430
-  _globals['_GETRATINGSREQUEST']._serialized_end=1488
-  _globals['_GETRATINGSRESPONSE']._serialized_start=1491
-  _globals['_GETRATINGSRESPONSE']._serialized_end=1658
-  _globals['_PEERSERVICE']._serialized_start=1661
-  _globals['_PEERSERVICE']._serialized_end=2573
+  _globals['_HELLOREQUEST']._serialized_start=186
+  _globals['_HELLOREQUEST']._serialized_end=249
+  _globals['_HELLORESPONSE']._serialized_start=252
+  _globals['_HELLORESPONSE']._serialized_end=384
+  _globals['_GETMANIFESTSREQUEST']._serialized_start=386
+  _globals['_GETMANIFESTSREQUEST']._serialized_end=430
+  _globals['_GETMANIFESTSRESPONSE']._serialized_start=432
+  _globals['_GETMANIFESTSRESPONSE']._serialized_end=503
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=505
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=527
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=529
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=604
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=606
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=665
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=667
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=712
+  _globals['_STREAMLOGREQUEST']._serialized_start=714
+  _globals['_STREAMLOGREQUEST']._serialized_end=794
+  _globals['_STREAMLOGRESPONSE']._serialized_start=796
+  _globals['_STREAMLOGRESPONSE']._serialized_end=891
+  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_start=893
+  _globals['_EXCHANGECHECKPOINTSREQUEST']._serialized_end=974
+  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_start=976
+  _globals['_EXCHANGECHECKPOINTSRESPONSE']._serialized_end=1058
+  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_start=1060
+  _globals['_NOTIFYAPPENDEDREQUEST']._serialized_end=1135
+  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_start=1137
+  _globals['_NOTIFYAPPENDEDRESPONSE']._serialized_end=1161
+  _globals['_GETREPORTSTATUSREQUEST']._serialized_start=1163
+  _globals['_GETREPORTSTATUSREQUEST']._serialized_end=1206
+  _globals['_GETREPORTSTATUSRESPONSE']._serialized_start=1209
+  _globals['_GETREPORTSTATUSRESPONSE']._serialized_end=1355
+  _globals['_GETSTATUSLISTREQUEST']._serialized_start=1357
+  _globals['_GETSTATUSLISTREQUEST']._serialized_end=1379
+  _globals['_GETSTATUSLISTRESPONSE']._serialized_start=1381
+  _globals['_GETSTATUSLISTRESPONSE']._serialized_end=1457
+  _globals['_GETRATINGSREQUEST']._serialized_start=1459
+  _globals['_GETRATINGSREQUEST']._serialized_end=1517
+  _globals['_GETRATINGSRESPONSE']._serialized_start=1520
+  _globals['_GETRATINGSRESPONSE']._serialized_end=1687
+  _globals['_PEERSERVICE']._serialized_start=1690
+  _globals['_PEERSERVICE']._serialized_end=2835
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from creditnet.v1 import matching_pb2 as creditnet_dot_v1_dot_matching__pb2
 from creditnet.v1 import peer_pb2 as creditnet_dot_v1_dot_peer__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -84,6 +85,21 @@ class PeerServiceStub:
                 '/creditnet.v1.PeerService/GetRatings',
                 request_serializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsResponse.FromString,
+                _registered_method=True)
+        self.GetMatchTable = channel.unary_stream(
+                '/creditnet.v1.PeerService/GetMatchTable',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableResponse.FromString,
+                _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/creditnet.v1.PeerService/Probe',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.ProbeResponse.FromString,
+                _registered_method=True)
+        self.Disclose = channel.unary_unary(
+                '/creditnet.v1.PeerService/Disclose',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.DiscloseRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.DiscloseResponse.FromString,
                 _registered_method=True)
 
 
@@ -168,6 +184,29 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMatchTable(self, request, context):
+        """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
+        changed since the caller's epoch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Probe(self, request, context):
+        """Probe answers probe ciphertexts against this node's table (quota, replay and audit
+        checks first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Disclose(self, request, context):
+        """Disclose returns the details of an entry after a hit (audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +259,21 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.GetRatings,
                     request_deserializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_peer__pb2.GetRatingsResponse.SerializeToString,
+            ),
+            'GetMatchTable': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetMatchTable,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableResponse.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.ProbeRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.ProbeResponse.SerializeToString,
+            ),
+            'Disclose': grpc.unary_unary_rpc_method_handler(
+                    servicer.Disclose,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.DiscloseRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.DiscloseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -493,6 +547,87 @@ class PeerService:
             '/creditnet.v1.PeerService/GetRatings',
             creditnet_dot_v1_dot_peer__pb2.GetRatingsRequest.SerializeToString,
             creditnet_dot_v1_dot_peer__pb2.GetRatingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMatchTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/creditnet.v1.PeerService/GetMatchTable',
+            creditnet_dot_v1_dot_matching__pb2.GetMatchTableRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.GetMatchTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/Probe',
+            creditnet_dot_v1_dot_matching__pb2.ProbeRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.ProbeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Disclose(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/Disclose',
+            creditnet_dot_v1_dot_matching__pb2.DiscloseRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.DiscloseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ Only members of the current federation manifest can reach it.
 """
 
 from collections import abc as _abc
+from creditnet.v1 import matching_pb2 as _matching_pb2
 from creditnet.v1 import peer_pb2 as _peer_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -68,6 +69,16 @@ class PeerServiceStub:
     """GetRatings returns this node's signed scale mappings and the rating statements after
     a sequence number, in order.
     """
+    GetMatchTable: _grpc.UnaryStreamMultiCallable[_matching_pb2.GetMatchTableRequest, _matching_pb2.GetMatchTableResponse]
+    """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
+    changed since the caller's epoch.
+    """
+    Probe: _grpc.UnaryUnaryMultiCallable[_matching_pb2.ProbeRequest, _matching_pb2.ProbeResponse]
+    """Probe answers probe ciphertexts against this node's table (quota, replay and audit
+    checks first).
+    """
+    Disclose: _grpc.UnaryUnaryMultiCallable[_matching_pb2.DiscloseRequest, _matching_pb2.DiscloseResponse]
+    """Disclose returns the details of an entry after a hit (audited)."""
 
 @_typing.type_check_only
 class PeerServiceAsyncStub(PeerServiceStub):
@@ -107,6 +118,16 @@ class PeerServiceAsyncStub(PeerServiceStub):
     """GetRatings returns this node's signed scale mappings and the rating statements after
     a sequence number, in order.
     """
+    GetMatchTable: _aio.UnaryStreamMultiCallable[_matching_pb2.GetMatchTableRequest, _matching_pb2.GetMatchTableResponse]  # type: ignore[assignment]
+    """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
+    changed since the caller's epoch.
+    """
+    Probe: _aio.UnaryUnaryMultiCallable[_matching_pb2.ProbeRequest, _matching_pb2.ProbeResponse]  # type: ignore[assignment]
+    """Probe answers probe ciphertexts against this node's table (quota, replay and audit
+    checks first).
+    """
+    Disclose: _aio.UnaryUnaryMultiCallable[_matching_pb2.DiscloseRequest, _matching_pb2.DiscloseResponse]  # type: ignore[assignment]
+    """Disclose returns the details of an entry after a hit (audited)."""
 
 class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     """PeerService is served on the peer port to the other members' nodes."""
@@ -203,5 +224,33 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetRatings returns this node's signed scale mappings and the rating statements after
         a sequence number, in order.
         """
+
+    @_abc_1.abstractmethod
+    def GetMatchTable(
+        self,
+        request: _matching_pb2.GetMatchTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_matching_pb2.GetMatchTableResponse], _abc.AsyncIterator[_matching_pb2.GetMatchTableResponse]]:
+        """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
+        changed since the caller's epoch.
+        """
+
+    @_abc_1.abstractmethod
+    def Probe(
+        self,
+        request: _matching_pb2.ProbeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matching_pb2.ProbeResponse, _abc.Awaitable[_matching_pb2.ProbeResponse]]:
+        """Probe answers probe ciphertexts against this node's table (quota, replay and audit
+        checks first).
+        """
+
+    @_abc_1.abstractmethod
+    def Disclose(
+        self,
+        request: _matching_pb2.DiscloseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matching_pb2.DiscloseResponse, _abc.Awaitable[_matching_pb2.DiscloseResponse]]:
+        """Disclose returns the details of an entry after a hit (audited)."""
 
 def add_PeerServiceServicer_to_server(servicer: PeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
