@@ -1,0 +1,374 @@
+"""Private-matching benchmark: this project's protocol against OpenMined's ECDH-PSI and a
+plain FNP, in one run, on the same sets, on this machine.
+
+``python -m bench.matching`` (full: 100,000-entry lists, a 10,000-subject batch) or
+``--quick`` (2,000 and 200: under a minute plus the one-time openmined venv). Writes
+``bench/results/matching.json``. What is measured (docs/private-matching.md has the
+protocol and its cost model):
+
+- **batch**: a holder with N entries builds its encrypted table (offline, process pool);
+  the querier precomputes its randomisers (offline, process pool); then the online part:
+  probes built, answered by the holder (decryptions in the process pool), read. Bytes are
+  the probe ciphertexts and the answers. The holder and the querier share this machine's
+  two cores, as they would share nothing in production: the online wall time is therefore
+  an upper bound.
+- **openmined**: ``openmined-psi`` on the same holder list and batch, in its own venv
+  (``bench/openmined.py``); its online time is request + process + intersection.
+- **fnp**: FNP on ``phe`` (``bench/fnp.py``) on a scaled-down pair of sets; its cost grows
+  with the holder's list for every query, so it is extrapolated linearly to N (holder work
+  and querier decryptions scale with N; the querier's encryption with the batch).
+- **one subject**: the querier checks one subject against four holders of N entries,
+  all four asked in parallel, and the latency is timed end to end (probe building, holder
+  decryptions in their own processes, reading); 2048-bit keys. The four holders use one
+  key and one table here (building four 100,000-entry tables would add 15 minutes; a
+  holder's online work does not depend on which key it has).
+- **efficiency**: the protocol's own count of exponentiations (full: 2048-bit exponent mod
+  n²; half: 1024-bit mod p² — two per CRT decryption or CRT randomiser) times this
+  machine's measured cost of each on one core, divided by the cores, over the measured time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import random
+import secrets
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gmpy2
+from phe import paillier
+
+from bench.common import (
+    RESULTS_DIR,
+    BenchmarkFailedError,
+    Stopwatch,
+    format_figures,
+    interrupt_on_termination,
+    machine_info,
+    percentile,
+    say,
+    write_results,
+)
+from bench.fnp import measure_powmod_seconds, run_fnp
+from bench.openmined import run_openmined
+from federation import matching
+from federation.matching import HolderKey, TableLayout
+from node.matching.pool import MatchingPool
+
+KINDS = ("watch-list",)
+TARGETS = {
+    "one_subject_p95_ms": ("<=", 300),
+    "batch_online_ratio_vs_openmined": ("<=", 5),
+    "per_item_speedup_vs_fnp": (">=", 50),
+    "efficiency_vs_powmod_limit": (">", 0.5),
+}
+
+
+def judge(figures: dict[str, Any]) -> dict[str, Any]:
+    verdicts = {}
+    for name, (op, limit) in TARGETS.items():
+        value = figures[name]
+        passed = {"<=": value <= limit, ">=": value >= limit, ">": value > limit}[op]
+        verdicts[name] = {"value": value, "target": f"{op} {limit}", "pass": passed}
+    return verdicts
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    holder_entries: int
+    batch: int
+    overlap: float
+    fnp_holder: int
+    fnp_querier: int
+    one_subject_rounds: int
+    key_bits: int
+    output: Path
+    quick: bool
+
+
+def company(i: int) -> str:
+    return f"91370000MA{i:08d}"
+
+
+def sets(settings: Settings) -> tuple[list[str], list[str], set[str]]:
+    """The holder's list and the querier's batch, with ``overlap`` of the batch listed."""
+    rng = random.Random(20261202)
+    holder = [company(i) for i in range(settings.holder_entries)]
+    hits = round(settings.batch * settings.overlap)
+    listed = rng.sample(holder, hits)
+    others = [company(settings.holder_entries + i) for i in range(settings.batch - hits)]
+    batch = listed + others
+    rng.shuffle(batch)
+    return holder, batch, set(listed)
+
+
+def measure_half_powmod_seconds(key: HolderKey, repeats: int = 40) -> float:
+    """Median seconds of one ``c^(p-1) mod p^2`` (half of a CRT decryption), one core."""
+    p2 = key.p * key.p
+    times = []
+    for _ in range(repeats):
+        base = gmpy2.mpz(secrets.randbelow(p2))
+        start = time.perf_counter()
+        gmpy2.powmod(base, key.p - 1, p2)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+async def build_table(
+    pool: MatchingPool, key: HolderKey, holder: Sequence[str]
+) -> tuple[TableLayout, list[int]]:
+    index = matching.build_index(
+        lambda: matching.new_layout(key.n, KINDS, len(holder)), {h: KINDS for h in holder}
+    )
+    plaintexts = [index.plaintext(b) for b in range(index.layout.bins)]
+    return index.layout, await pool.encrypt(key, plaintexts)
+
+
+async def batch_run(
+    pool: MatchingPool,
+    key: HolderKey,
+    layout: TableLayout,
+    table: list[int],
+    batch: Sequence[str],
+    watch: Stopwatch,
+) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
+    plan = matching.plan_probes(layout, batch)
+    with watch.phase("batch_offline_querier"):
+        residues = await pool.querier_residues(layout.n, plan.ciphertexts)
+    request_id = secrets.token_bytes(16)
+    with watch.phase("batch_online"):
+        started = time.monotonic()
+        plan = matching.plan_probes(layout, batch)
+        ciphertexts, secrets_ = matching.build_probes(plan, table.__getitem__, residues)
+        built = time.monotonic()
+        answers = await pool.answer(key, layout, request_id, ciphertexts)
+        answered = time.monotonic()
+        found = matching.read_answers(plan, secrets_, request_id, answers)
+        done = time.monotonic()
+    width = layout.ciphertext_bytes
+    return found, {
+        "probe_ciphertexts": plan.ciphertexts,
+        "slots_per_ciphertext": layout.slots_per_ciphertext,
+        "querier_build_s": round(built - started, 3),
+        "holder_answer_s": round(answered - built, 3),
+        "querier_read_s": round(done - answered, 3),
+        "bytes_up": len(ciphertexts) * width + 16 + 64,
+        "bytes_down": sum(len(a) for a in answers),
+    }
+
+
+async def one_subject_latencies(
+    key: HolderKey,
+    layout: TableLayout,
+    table: list[int],
+    subjects: Sequence[str],
+    holders: int,
+) -> list[float]:
+    """End-to-end latency of checking one subject against ``holders`` holders in parallel.
+
+    Each holder answers in its own process (a pool of ``holders`` workers); the querier's
+    randomisers come from its precomputed pool, refilled between checks (idle time).
+    """
+    holder_pools = [MatchingPool(workers=1) for _ in range(holders)]
+    querier_pool = MatchingPool()
+    try:
+        # Warm the holder processes (spawn + import) outside the measurement.
+        await asyncio.gather(*(p.holder_residues(key, 1) for p in holder_pools))
+        latencies: list[float] = []
+        for subject in subjects:
+            plan = matching.plan_probes(layout, [subject])
+            residues = await querier_pool.querier_residues(layout.n, holders * plan.ciphertexts)
+            started = time.monotonic()
+            requests = []
+            for h in range(holders):
+                mine = residues[h * plan.ciphertexts : (h + 1) * plan.ciphertexts]
+                ciphertexts, secrets_ = matching.build_probes(plan, table.__getitem__, mine)
+                requests.append((ciphertexts, secrets_, secrets.token_bytes(16)))
+            answers = await asyncio.gather(
+                *(
+                    pool.answer(key, layout, rid, cts)
+                    for pool, (cts, _, rid) in zip(holder_pools, requests, strict=True)
+                )
+            )
+            for (_, secrets_, rid), answer in zip(requests, answers, strict=True):
+                matching.read_answers(plan, secrets_, rid, answer)
+            latencies.append((time.monotonic() - started) * 1000)
+        return latencies
+    finally:
+        for pool in [*holder_pools, querier_pool]:
+            pool.close()
+
+
+def fnp_figures(settings: Settings) -> dict[str, Any]:
+    rng = random.Random(7)
+    holder = [company(i) for i in range(settings.fnp_holder)]
+    querier = rng.sample(holder, settings.fnp_querier // 10) + [
+        company(10**7 + i) for i in range(settings.fnp_querier - settings.fnp_querier // 10)
+    ]
+    result = run_fnp(holder, querier, key_bits=settings.key_bits)
+    if len(result.intersection) != settings.fnp_querier // 10:
+        raise BenchmarkFailedError("FNP found the wrong intersection")
+    scale = settings.holder_entries / settings.fnp_holder
+    extrapolated = result.querier_encrypt_seconds + scale * (
+        result.holder_evaluate_seconds + result.querier_decrypt_seconds
+    )
+    return {
+        "holder_items": settings.fnp_holder,
+        "querier_items": settings.fnp_querier,
+        "measured_total_s": round(result.total_seconds, 3),
+        "querier_encrypt_s": round(result.querier_encrypt_seconds, 3),
+        "holder_evaluate_s": round(result.holder_evaluate_seconds, 3),
+        "querier_decrypt_s": round(result.querier_decrypt_seconds, 3),
+        "extrapolated_to_holder_entries": settings.holder_entries,
+        "extrapolated_total_s": round(extrapolated, 1),
+        "extrapolated_per_querier_item_s": extrapolated / settings.fnp_querier,
+        "full_exponentiations": result.full_exponentiations,
+        "bytes": result.bytes_querier_to_holder + result.bytes_holder_to_querier,
+    }
+
+
+async def run(settings: Settings) -> dict[str, Any]:
+    watch = Stopwatch()
+    cores = os.cpu_count() or 1
+    holder, batch, listed = sets(settings)
+    say(f"generating a {settings.key_bits}-bit Paillier key")
+    _, private = paillier.generate_paillier_keypair(n_length=settings.key_bits)
+    key = HolderKey.from_phe(private)
+    full_s = measure_powmod_seconds(settings.key_bits)
+    half_s = measure_half_powmod_seconds(key)
+    say(f"powmod on one core: full {full_s * 1000:.2f} ms, half {half_s * 1000:.2f} ms")
+
+    pool = MatchingPool()
+    try:
+        say(f"holder builds its table of {len(holder):,} entries (offline)")
+        with watch.phase("batch_offline_holder"):
+            layout, table = await build_table(pool, key, holder)
+        say(f"querier screens {len(batch):,} subjects")
+        found, batch_details = await batch_run(pool, key, layout, table, batch, watch)
+    finally:
+        pool.close()
+    got = {subject for subject, kinds in zip(batch, found, strict=True) if kinds}
+    if got != listed:
+        raise BenchmarkFailedError(
+            f"the batch found {len(got)} hits, {len(got ^ listed)} wrong (expected {len(listed)})"
+        )
+    say(f"batch: {len(got)} hits, all correct")
+
+    say("one subject against 4 holders, in parallel")
+    rng = random.Random(3)
+    probes = [
+        rng.choice(holder) if i % 2 else company(10**8 + i)
+        for i in range(settings.one_subject_rounds)
+    ]
+    latencies = await one_subject_latencies(key, layout, table, probes, holders=4)
+
+    say("openmined-psi on the same sets")
+    openmined = run_openmined(holder, batch, reveal_intersection=True)
+    if int(openmined["intersection_size"]) != len(listed):
+        raise BenchmarkFailedError("openmined-psi found the wrong intersection size")
+
+    say(f"FNP on {settings.fnp_querier} vs {settings.fnp_holder} items (scaled down)")
+    fnp = fnp_figures(settings)
+
+    bins, cts = layout.bins, batch_details["probe_ciphertexts"]
+    holder_offline_s = watch.phases["batch_offline_holder"]
+    querier_offline_s = watch.phases["batch_offline_querier"]
+    online_s = watch.phases["batch_online"]
+    limits = {
+        # Two half-size exponentiations per CRT randomiser (holder) or decryption (holder).
+        "holder_offline": 2 * bins * half_s / cores,
+        "querier_offline": cts * full_s / cores,
+        "online": 2 * cts * half_s / cores,
+    }
+    ours_per_item = (querier_offline_s + online_s) / len(batch)
+    figures: dict[str, Any] = {
+        "holder_entries": len(holder),
+        "batch_subjects": len(batch),
+        "key_bits": settings.key_bits,
+        "one_subject_p50_ms": round(percentile(latencies, 50), 1),
+        "one_subject_p95_ms": round(percentile(latencies, 95), 1),
+        "batch_online_s": online_s,
+        "batch_offline_s": round(holder_offline_s + querier_offline_s, 3),
+        "batch_offline_holder_table_s": holder_offline_s,
+        "batch_offline_querier_s": querier_offline_s,
+        "batch_bytes": batch_details["bytes_up"] + batch_details["bytes_down"],
+        "table_bytes": bins * layout.ciphertext_bytes,
+        "openmined_online_s": round(float(openmined["online_seconds"]), 3),
+        "openmined_setup_s": round(float(openmined["server_setup_seconds"]), 3),
+        "openmined_bytes": int(openmined["setup_bytes"])
+        + int(openmined["request_bytes"])
+        + int(openmined["response_bytes"]),
+        "batch_online_ratio_vs_openmined": round(online_s / float(openmined["online_seconds"]), 2),
+        "fnp_per_item_s": round(fnp["extrapolated_per_querier_item_s"], 3),
+        "per_item_s": round(ours_per_item, 5),
+        "per_item_speedup_vs_fnp": round(fnp["extrapolated_per_querier_item_s"] / ours_per_item),
+        "efficiency_vs_powmod_limit": round(limits["online"] / online_s, 2),
+        "efficiency_offline_querier": round(limits["querier_offline"] / querier_offline_s, 2),
+        "efficiency_offline_holder": round(limits["holder_offline"] / holder_offline_s, 2),
+    }
+    figures["targets"] = judge(figures)
+    details = {
+        "batch": batch_details,
+        "openmined": openmined,
+        "fnp": fnp,
+        "powmod": {"full_ms": full_s * 1000, "half_ms": half_s * 1000, "cores": cores},
+        "limits_s": limits,
+        "one_subject_ms": [round(x, 1) for x in latencies],
+        "table": {"bins": bins, "slots_per_ciphertext": layout.slots_per_ciphertext},
+    }
+    return {"figures": figures, "details": details, "phases": watch.phases}
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.matching", description="Private-matching benchmark."
+    )
+    parser.add_argument("--quick", action="store_true", help="small sets (under a minute)")
+    parser.add_argument("--entries", type=int, help="holder list size (default 100,000)")
+    parser.add_argument("--batch", type=int, help="subjects screened (default 10,000)")
+    parser.add_argument("--output", type=Path, help="results file (default bench/results/)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    entries = args.entries or (2_000 if quick else 100_000)
+    batch = args.batch or (200 if quick else 10_000)
+    if entries < 100 or batch < 10:
+        parser.error("--entries must be at least 100 and --batch at least 10")
+    output = args.output or RESULTS_DIR / ("matching-quick.json" if quick else "matching.json")
+    return Settings(
+        holder_entries=entries,
+        batch=batch,
+        overlap=0.1,
+        fnp_holder=200 if quick else 2_000,
+        fnp_querier=20 if quick else 200,
+        one_subject_rounds=20 if quick else 100,
+        key_bits=2048,
+        output=output,
+        quick=quick,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    interrupt_on_termination()
+    started = time.monotonic()
+    result = asyncio.run(run(settings))
+    run_info = {
+        "settings": dataclasses.asdict(settings) | {"output": str(settings.output)},
+        "machine": machine_info(),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    details = {"details": result["details"], "phases": result["phases"]}
+    path = write_results(settings.output, result["figures"], run_info | details)
+    print(format_figures("private matching", result["figures"]))
+    say(f"results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
