@@ -17,11 +17,9 @@ protocol and its cost model):
 - **fnp**: FNP on ``phe`` (``bench/fnp.py``) on a scaled-down pair of sets; its cost grows
   with the holder's list for every query, so it is extrapolated linearly to N (holder work
   and querier decryptions scale with N; the querier's encryption with the batch).
-- **one subject**: the querier checks one subject against four holders of N entries,
-  all four asked in parallel, and the latency is timed end to end (probe building, holder
-  decryptions in their own processes, reading); 2048-bit keys. The four holders use one
-  key and one table here (building four 100,000-entry tables would add 15 minutes; a
-  holder's online work does not depend on which key it has).
+- **one subject**: five real node processes on loopback; Rizhao checks one subject with
+  ``MatchOne`` against four holders of N watch-list entries each (their own keys and
+  tables, built at start-up), all four asked in parallel by the node, timed at the client.
 - **efficiency**: the protocol's own count of exponentiations (full: 2048-bit exponent mod
   n²; half: 1024-bit mod p² — two per CRT decryption or CRT randomiser) times this
   machine's measured cost of each on one core, divided by the cores, over the measured time.
@@ -32,10 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime as dt
 import os
 import random
 import secrets
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,17 +51,27 @@ from bench.common import (
     format_figures,
     interrupt_on_termination,
     machine_info,
+    peak_rss_mb,
     percentile,
     say,
     write_results,
 )
 from bench.fnp import measure_powmod_seconds, run_fnp
 from bench.openmined import run_openmined
+from bench.sync import NodeLogs, form, populate, wait_until
 from federation import matching
+from federation.clock import CHINA_TZ, SystemClock
 from federation.matching import HolderKey, TableLayout
+from federation.presets import preset
+from federation.sanctions import ListKind
+from node.client import NodeClient
+from node.demo import start, stop
 from node.matching.pool import MatchingPool
+from node.samples import sample_uscc
 
 KINDS = ("watch-list",)
+PACE_S = 0.5
+TABLES_TIMEOUT_S = 3600.0
 TARGETS = {
     "one_subject_p95_ms": ("<=", 300),
     "batch_online_ratio_vs_openmined": ("<=", 5),
@@ -163,46 +173,73 @@ async def batch_run(
     }
 
 
-async def one_subject_latencies(
-    key: HolderKey,
-    layout: TableLayout,
-    table: list[int],
-    subjects: Sequence[str],
-    holders: int,
-) -> list[float]:
-    """End-to-end latency of checking one subject against ``holders`` holders in parallel.
+def one_subject_via_nodes(settings: Settings, root: Path) -> tuple[list[float], dict[str, Any]]:
+    """Latencies (ms) of ``MatchOne`` at Rizhao against four holders of N watch-list entries.
 
-    Each holder answers in its own process (a pool of ``holders`` workers); the querier's
-    randomisers come from its precomputed pool, refilled between checks (idle time).
+    Five real node processes on loopback (2048-bit Paillier keys); the four holders record
+    their entries beforehand (untimed) and build their tables at start-up; the clock runs
+    from the client's call to its answer. Checks alternate between a subject listed at one
+    holder (it must hit there and nowhere else) and one listed nowhere; a clerk's pace (one
+    check every ``PACE_S``) leaves the querier idle time to precompute its randomisers, as
+    the protocol intends.
     """
-    holder_pools = [MatchingPool(workers=1) for _ in range(holders)]
-    querier_pool = MatchingPool()
+    cities = [city.code for city in preset("jiaodong").cities]
+    holders, querier_city = cities[:4], cities[4]
+    nodes, _ = form(root, cities, 3, paillier_bits=settings.key_bits)
+    logs = NodeLogs(nodes)
+    day = (SystemClock().now().astimezone(CHINA_TZ) - dt.timedelta(days=30)).date()
+    by_city = {n.member.city_code: n for n in nodes}
+    for city in holders:
+        say(f"  {city} records {settings.holder_entries:,} watch-list entries (untimed)")
+        populate(by_city[city], settings.holder_entries, kind=ListKind.WATCH_LIST, day=day)
+    bins = matching.bins_for(matching.capacity_for(settings.holder_entries))
+    details: dict[str, Any] = {}
     try:
-        # Warm the holder processes (spawn + import) outside the measurement.
-        await asyncio.gather(*(p.holder_residues(key, 1) for p in holder_pools))
+        for node in nodes:
+            start(node)
+        querier = NodeClient(by_city[querier_city].config, timeout_s=30.0)
+
+        def tables_ready() -> bool:
+            held = {
+                t.city_code: t.bins
+                for t in querier.matching_status().tables
+                if t.city_code != querier_city
+            }
+            return all(held.get(city) == bins for city in holders)
+
+        took = wait_until(
+            f"{querier_city} holds the four tables of {bins:,} bins",
+            tables_ready,
+            nodes,
+            logs,
+            timeout_s=TABLES_TIMEOUT_S,
+        )
+        details["tables_ready_s"] = round(took, 1)
+        say(f"  {querier_city} holds all four tables after {took:.0f}s; checking")
+        rng = random.Random(11)
         latencies: list[float] = []
-        for subject in subjects:
-            plan = matching.plan_probes(layout, [subject])
-            residues = await querier_pool.querier_residues(layout.n, holders * plan.ciphertexts)
+        time.sleep(PACE_S * 4)
+        for i in range(settings.one_subject_rounds):
+            holder = holders[i % len(holders)]
+            listed = i % 2 == 0
+            serial = rng.randrange(settings.holder_entries) if listed else 10**6 + i
+            subject = sample_uscc(holder, serial)
             started = time.monotonic()
-            requests = []
-            for h in range(holders):
-                mine = residues[h * plan.ciphertexts : (h + 1) * plan.ciphertexts]
-                ciphertexts, secrets_ = matching.build_probes(plan, table.__getitem__, mine)
-                requests.append((ciphertexts, secrets_, secrets.token_bytes(16)))
-            answers = await asyncio.gather(
-                *(
-                    pool.answer(key, layout, rid, cts)
-                    for pool, (cts, _, rid) in zip(holder_pools, requests, strict=True)
-                )
-            )
-            for (_, secrets_, rid), answer in zip(requests, answers, strict=True):
-                matching.read_answers(plan, secrets_, rid, answer)
+            answer = querier.match_one(subject)
             latencies.append((time.monotonic() - started) * 1000)
-        return latencies
+            hits = {c.city_code for c in answer.cities if c.outcome == c.OUTCOME_HIT}
+            answered = {c.city_code for c in answer.cities}
+            if answered != set(holders) or hits != ({holder} if listed else set()):
+                raise BenchmarkFailedError(
+                    f"MatchOne answered {sorted(answered)} with hits {sorted(hits)} "
+                    f"(expected a hit at {holder if listed else 'no city'})"
+                )
+            time.sleep(PACE_S)
+        details["querier_peak_rss_mb"] = peak_rss_mb(by_city[querier_city].process.pid)  # type: ignore[union-attr]
+        querier.close()
+        return latencies, details
     finally:
-        for pool in [*holder_pools, querier_pool]:
-            pool.close()
+        stop(nodes)
 
 
 def fnp_figures(settings: Settings) -> dict[str, Any]:
@@ -260,13 +297,11 @@ async def run(settings: Settings) -> dict[str, Any]:
         )
     say(f"batch: {len(got)} hits, all correct")
 
-    say("one subject against 4 holders, in parallel")
-    rng = random.Random(3)
-    probes = [
-        rng.choice(holder) if i % 2 else company(10**8 + i)
-        for i in range(settings.one_subject_rounds)
-    ]
-    latencies = await one_subject_latencies(key, layout, table, probes, holders=4)
+    say(f"one subject against 4 holders of {settings.holder_entries:,} entries: real nodes")
+    with tempfile.TemporaryDirectory(prefix="bench-matching-") as root:
+        latencies, node_details = await asyncio.to_thread(
+            one_subject_via_nodes, settings, Path(root)
+        )
 
     say("openmined-psi on the same sets")
     openmined = run_openmined(holder, batch, reveal_intersection=True)
@@ -320,6 +355,7 @@ async def run(settings: Settings) -> dict[str, Any]:
         "powmod": {"full_ms": full_s * 1000, "half_ms": half_s * 1000, "cores": cores},
         "limits_s": limits,
         "one_subject_ms": [round(x, 1) for x in latencies],
+        "one_subject_nodes": node_details,
         "table": {"bins": bins, "slots_per_ciphertext": layout.slots_per_ciphertext},
     }
     return {"figures": figures, "details": details, "phases": watch.phases}
@@ -335,7 +371,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--output", type=Path, help="results file (default bench/results/)")
     args = parser.parse_args(argv)
     quick = args.quick
-    entries = args.entries or (2_000 if quick else 100_000)
+    entries = args.entries or (1_000 if quick else 100_000)
     batch = args.batch or (200 if quick else 10_000)
     if entries < 100 or batch < 10:
         parser.error("--entries must be at least 100 and --batch at least 10")

@@ -66,6 +66,7 @@ from federation.clock import CHINA_TZ, SystemClock
 from federation.errors import CreditNetError
 from federation.manifest import SignedManifest, build_manifest
 from federation.presets import preset
+from federation.sanctions import ListKind
 from node.client import NodeClient
 from node.config import SETTINGS, load_config, render_config
 from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
@@ -251,10 +252,12 @@ def responds(node: DemoNode) -> bool:
     return True
 
 
-def form(root: Path, cities: list[str], threshold: int) -> tuple[list[DemoNode], SignedManifest]:
+def form(
+    root: Path, cities: list[str], threshold: int, *, paillier_bits: int = PAILLIER_BITS
+) -> tuple[list[DemoNode], SignedManifest]:
     """Node identities, a manifest signed by ``threshold`` of them, installed at each."""
     clock = SystemClock()
-    nodes = create_nodes(root, cities, paillier_bits=PAILLIER_BITS)
+    nodes = create_nodes(root, cities, paillier_bits=paillier_bits)
     manifest = build_manifest(
         federation_id=FEDERATION,
         federation_name=preset(FEDERATION).name,
@@ -275,7 +278,13 @@ def listed_on() -> dt.date:
 # --- 1. replication ----------------------------------------------------------------------------
 
 
-def populate(node: DemoNode, count: int) -> None:
+def populate(
+    node: DemoNode,
+    count: int,
+    *,
+    kind: ListKind = ListKind.SERIOUS_DISHONESTY,
+    day: dt.date | None = None,
+) -> None:
     """Record ``count`` adds in the (stopped) node's own log, as its own node would."""
     config = node.config
     clock = SystemClock()
@@ -291,13 +300,17 @@ def populate(node: DemoNode, count: int) -> None:
         )
         if own.store.size:
             raise BenchmarkFailedError(f"the publisher's log is not empty ({own.store.size})")
-        day = listed_on()
+        day = day or listed_on()
         started = last_report = time.monotonic()
         for begin in range(0, count, BATCH):
             changes = [
                 AddEntry(
                     sample_entry(
-                        config.city_code, serial, listed_on=day, policies=config.list_policies
+                        config.city_code,
+                        serial,
+                        kind=kind,
+                        listed_on=day,
+                        policies=config.list_policies,
                     )
                 )
                 for serial in range(begin, min(begin + BATCH, count))

@@ -68,6 +68,12 @@ class UnavailableError(CreditNetError):
     code = ErrorCode.UNAVAILABLE
 
 
+class QuotaExceededError(CreditNetError):
+    """A daily allowance is used up (a peer's probes or disclosures at a holder)."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
 # --- identifiers -----------------------------------------------------------------
 
 

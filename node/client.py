@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import grpc
 
-from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, reports_pb2
+from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, matching_pb2, reports_pb2
 from federation.errors import (
     AlreadyExistsError,
     CreditNetError,
@@ -21,6 +21,7 @@ from federation.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -36,6 +37,11 @@ MAX_PAGE_SIZE = 1000
 #: Verifying may ask the issuer for the report's status (the node gives it 2 s) after the
 #: signature checks: more than a local query.
 VERIFY_TIMEOUT_S = 15.0
+#: One subject against every city at once: the node waits up to 20 s for each city (a table
+#: fetched first, the peer's worker processes starting), in parallel.
+MATCH_ONE_TIMEOUT_S = 60.0
+#: A whole screening run streams progress; the deadline is for the run, not per message.
+MATCH_BATCH_TIMEOUT_S = 6 * 3600.0
 
 _Response = TypeVar("_Response")
 
@@ -46,6 +52,7 @@ _ERROR_FOR: dict[grpc.StatusCode, type[CreditNetError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaExceededError,
 }
 
 
@@ -201,6 +208,58 @@ class NodeClient:
         recognition of each."""
         request = client_pb2.GetSubjectRatingsRequest(subject_id=subject_id)
         return self._call(self._stub.GetSubjectRatings, request)
+
+    # --- private matching ---------------------------------------------------------------
+
+    def match_one(
+        self, subject_id: str, city_codes: Sequence[str] = ()
+    ) -> matching_pb2.MatchOneResponse:
+        """Whether one subject is on another city's non-public lists, every city (or those
+        named) asked at once; one answer per city."""
+        request = matching_pb2.MatchOneRequest(subject_id=subject_id, city_codes=list(city_codes))
+        timeout = max(self._timeout, MATCH_ONE_TIMEOUT_S)
+        return self._call(self._stub.MatchOne, request, timeout=timeout)
+
+    def match_batch(
+        self, subject_ids: Sequence[str], city_code: str, *, count_only: bool = False
+    ) -> Iterator[matching_pb2.MatchBatchResponse]:
+        """Screen many subjects against one city: progress messages, then the result
+        (``done``): which subjects hit (membership) or only how many (``count_only``)."""
+        mode = matching_pb2.MATCH_MODE_COUNT if count_only else matching_pb2.MATCH_MODE_MEMBERSHIP
+        request = matching_pb2.MatchBatchRequest(
+            city_code=city_code, subject_ids=list(subject_ids), mode=mode
+        )
+        stream = self._stub.MatchBatch(request, timeout=MATCH_BATCH_TIMEOUT_S)
+        try:
+            yield from stream
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def disclose(
+        self,
+        city_code: str,
+        subject_id: str,
+        *,
+        match_request_id: bytes,
+        purpose: str,
+        legal_basis: str = "",
+        requested_by: str = "",
+    ) -> matching_pb2.DiscloseEntryResponse:
+        """Ask the city that reported a hit for its entries about the subject (audited)."""
+        request = matching_pb2.DiscloseEntryRequest(
+            city_code=city_code,
+            subject_id=subject_id,
+            match_request_id=match_request_id,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            requested_by=requested_by,
+        )
+        return self._call(self._stub.DiscloseEntry, request, timeout=max(self._timeout, 30.0))
+
+    def matching_status(self) -> matching_pb2.GetMatchingStatusResponse:
+        """The matching table this node publishes and the peers' tables it holds."""
+        request = matching_pb2.GetMatchingStatusRequest()
+        return self._call(self._stub.GetMatchingStatus, request)
 
     # --- errors -------------------------------------------------------------------------
 

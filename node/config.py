@@ -53,6 +53,18 @@ DEFAULT_SYNC_INTERVAL_S = 5.0
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # gRPC message limits are signed 32-bit integers.
 MAX_MESSAGE_BYTES_LIMIT = 2**31 - 1
+# [matching]: private matching against this node's non-public lists (docs/private-matching.md).
+DEFAULT_MATCH_PROBES_PER_PEER_PER_DAY = 50_000
+DEFAULT_MATCH_DISCLOSURES_PER_PEER_PER_DAY = 200
+DEFAULT_MATCH_MAX_SUBJECTS_PER_REQUEST = 1000
+DEFAULT_MATCH_RESIDUE_POOL_SIZE = 32
+DEFAULT_MATCH_WORKERS = 0  # 0: one process per core
+DEFAULT_MATCH_REPLAY_WINDOW_S = 600.0
+# Bounds that keep a probe request well under any sane message size, and counters in range.
+MAX_MATCH_SUBJECTS_PER_REQUEST = 100_000
+MAX_MATCH_DAILY_QUOTA = 10**9
+MAX_MATCH_RESIDUE_POOL_SIZE = 100_000
+MAX_MATCH_WORKERS = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
 
@@ -183,6 +195,19 @@ def _message_limit(value: object) -> int:
     return value
 
 
+def _whole_number(low: int, high: int) -> Callable[[object], int]:
+    """A validator for an integer in ``[low, high]``."""
+
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _BadValue(f"must be an integer, not {_describe(value)}")
+        if not low <= value <= high:
+            raise _BadValue(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return check
+
+
 def _log_level(value: object) -> str:
     level = _string(value).upper()
     if level not in LOG_LEVELS:
@@ -232,6 +257,36 @@ SETTINGS = (
     _Setting("federation", "peer_timeout_s", "peer_timeout_s", _positive_float, float),
     _Setting("federation", "sync_interval_s", "sync_interval_s", _positive_float, float),
     _Setting("limits", "max_message_bytes", "max_message_bytes", _message_limit, int),
+    _Setting(
+        "matching",
+        "probes_per_peer_per_day",
+        "matching_probes_per_peer_per_day",
+        _whole_number(0, MAX_MATCH_DAILY_QUOTA),
+        int,
+    ),
+    _Setting(
+        "matching",
+        "disclosures_per_peer_per_day",
+        "matching_disclosures_per_peer_per_day",
+        _whole_number(0, MAX_MATCH_DAILY_QUOTA),
+        int,
+    ),
+    _Setting(
+        "matching",
+        "max_subjects_per_request",
+        "matching_max_subjects_per_request",
+        _whole_number(1, MAX_MATCH_SUBJECTS_PER_REQUEST),
+        int,
+    ),
+    _Setting(
+        "matching",
+        "residue_pool_size",
+        "matching_residue_pool_size",
+        _whole_number(0, MAX_MATCH_RESIDUE_POOL_SIZE),
+        int,
+    ),
+    _Setting("matching", "workers", "matching_workers", _whole_number(0, MAX_MATCH_WORKERS), int),
+    _Setting("matching", "replay_window_s", "matching_replay_window_s", _positive_float, float),
     _Setting("log", "level", "log_level", _log_level),
     _Setting("log", "format", "log_format", _log_format),
 )
@@ -271,6 +326,16 @@ class NodeConfig(NodeFiles):
     )
     recognition: RecognitionPolicy = dataclasses.field(default_factory=RecognitionPolicy)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # [matching]: per calling city and UTC day, how many subjects it may probe and how many
+    # disclosures it may ask for; the largest probe request; precomputed randomness kept per
+    # peer; worker processes for the Paillier arithmetic (0: the cores); how long a probe's
+    # request id is remembered (and how far its sent_at may be from now, at most).
+    matching_probes_per_peer_per_day: int = DEFAULT_MATCH_PROBES_PER_PEER_PER_DAY
+    matching_disclosures_per_peer_per_day: int = DEFAULT_MATCH_DISCLOSURES_PER_PEER_PER_DAY
+    matching_max_subjects_per_request: int = DEFAULT_MATCH_MAX_SUBJECTS_PER_REQUEST
+    matching_residue_pool_size: int = DEFAULT_MATCH_RESIDUE_POOL_SIZE
+    matching_workers: int = DEFAULT_MATCH_WORKERS
+    matching_replay_window_s: float = DEFAULT_MATCH_REPLAY_WINDOW_S
     log_level: str = "INFO"
     log_format: LogFormat = "json"
 
@@ -511,6 +576,18 @@ def render_config(config: NodeConfig) -> str:
         "",
         "[limits]",
         f"max_message_bytes = {config.max_message_bytes}",
+        "",
+        "[matching]",
+        "# Private matching of other cities' subjects against this city's non-public lists:",
+        "# per calling city and UTC day, subjects it may probe and disclosures it may ask for.",
+        f"probes_per_peer_per_day = {config.matching_probes_per_peer_per_day}",
+        f"disclosures_per_peer_per_day = {config.matching_disclosures_per_peer_per_day}",
+        f"max_subjects_per_request = {config.matching_max_subjects_per_request}",
+        "# Precomputed randomness per peer, and worker processes (0: one per core).",
+        f"residue_pool_size = {config.matching_residue_pool_size}",
+        f"workers = {config.matching_workers}",
+        "# How long a probe's request id is remembered (replays are refused).",
+        f"replay_window_s = {config.matching_replay_window_s!r}",
         "",
         "[log]",
         f"level = {s(config.log_level)}",

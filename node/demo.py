@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -29,19 +30,27 @@ from pathlib import Path
 
 import grpc
 
-from creditnet.v1 import client_pb2, lists_pb2, peer_pb2, peer_pb2_grpc, reports_pb2
+from creditnet.v1 import (
+    client_pb2,
+    lists_pb2,
+    matching_pb2,
+    peer_pb2,
+    peer_pb2_grpc,
+    reports_pb2,
+)
 from federation.clock import SystemClock, china_date
 from federation.errors import CreditNetError
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
 from federation.member import Member
 from federation.presets import preset
+from federation.sanctions import ListKind
 from federation.signing import ED25519, SigningKey
 from node.cli.status import format_status
 from node.client import NodeClient
 from node.config import NodeConfig, load_config
 from node.identity import init_node
 from node.keystore import read_secret
-from node.samples import sample_entry
+from node.samples import sample_entry, sample_uscc
 from node.service.convert import entry_to_wire
 from node.service.tls import server_name_option
 from node.trust import install_manifest
@@ -437,11 +446,113 @@ def _rated_at(node: DemoNode, subject: str) -> bool:
         return len(client.subject_ratings(subject).ratings) == 1
 
 
+def _table_epochs(node: DemoNode) -> dict[str, tuple[str, int]]:
+    """city -> (table id, epoch) of the matching tables ``node`` publishes and holds."""
+    with NodeClient(node.config) as client:
+        tables = client.matching_status().tables
+    return {t.city_code: (t.table_id, t.epoch) for t in tables}
+
+
+def _outcomes(response: matching_pb2.MatchOneResponse) -> dict[str, str]:
+    names = {
+        matching_pb2.CityMatch.OUTCOME_HIT: "HIT",
+        matching_pb2.CityMatch.OUTCOME_NO_HIT: "no hit",
+        matching_pb2.CityMatch.OUTCOME_UNAVAILABLE: "unavailable",
+        matching_pb2.CityMatch.OUTCOME_REFUSED: "refused",
+    }
+    return {c.city_code: names.get(c.outcome, "?") for c in response.cities}
+
+
+def scenario_private_matching(federation: DemoFederation) -> None:
+    """Rizhao checks companies privately against every city's non-public lists.
+
+    Qingdao lists a company on its watch list (重点关注名单: not public, so never replicated
+    in clear); once Rizhao holds the epoch of Qingdao's encrypted table that covers it,
+    Rizhao's check hits at Qingdao only, and a company on no list hits nowhere.
+    """
+    qingdao, rizhao = federation.nodes[0], federation.nodes[4]
+    others = [n.member.city_code for n in federation.nodes if n is not rizhao]
+    today = china_date(federation.clock.now())
+    entry = sample_entry(
+        "370200", 3, kind=ListKind.WATCH_LIST, listed_on=today - dt.timedelta(days=30)
+    )
+    subject = entry.subject.id
+    federation.wait_until(
+        "Rizhao holds every other city's matching table",
+        lambda: set(others) <= set(_table_epochs(rizhao)),
+        60,
+    )
+    before = _table_epochs(qingdao)["370200"]
+    with NodeClient(qingdao.config) as client:
+        (result,) = client.submit([lists_pb2.ListChange(add=entry_to_wire(entry))]).results
+    if result.outcome != client_pb2.CHANGE_OUTCOME_APPLIED:
+        raise DemoFailedError(f"Qingdao could not list the company: {result.reason}")
+    start_s = time.monotonic()
+    federation.wait_until(
+        "Qingdao's table covers the entry", lambda: _table_epochs(qingdao)["370200"] != before, 30
+    )
+    table_id, epoch = _table_epochs(qingdao)["370200"]
+
+    def rizhao_holds_it() -> bool:
+        held = _table_epochs(rizhao).get("370200")
+        return held is not None and held[0] == table_id and held[1] >= epoch
+
+    federation.wait_until("Rizhao holds that epoch", rizhao_holds_it, 30)
+    federation.say(
+        f"{qingdao.city} lists {entry.subject.name} ({subject}) on 重点关注名单 (not public: "
+        f"never replicated in clear); its encrypted table {table_id[:8]} reaches epoch {epoch} "
+        f"and {rizhao.city} holds it {time.monotonic() - start_s:.1f}s later"
+    )
+    with NodeClient(rizhao.config) as client:
+        took = time.monotonic()
+        response = client.match_one(subject)
+        took = time.monotonic() - took
+    outcomes = _outcomes(response)
+    expected = {code: "no hit" for code in others} | {"370200": "HIT"}
+    if outcomes != expected:
+        raise DemoFailedError(f"Rizhao's check of the listed company gave {outcomes}")
+    (hit,) = (c for c in response.cities if c.city_code == "370200")
+    federation.say(
+        f"{rizhao.city} checks {subject} at {len(outcomes)} cities in parallel: HIT at "
+        f"{qingdao.city} ({', '.join(ListKind(k).name_zh for k in hit.list_kinds)}), no hit "
+        f"at {', '.join(c for c in others if c != '370200')} ({took * 1000:.0f} ms); "
+        "no city learnt which company was checked"
+    )
+    with NodeClient(rizhao.config) as client:
+        disclosed = client.disclose(
+            "370200",
+            subject,
+            match_request_id=hit.match_request_id,
+            purpose="信贷审查: 核实重点关注名单命中",
+            legal_basis="《胶东经济圈公共信用信息共享协议》",
+            requested_by="日照市信用中心",
+        )
+    (shown,) = disclosed.entries
+    federation.say(
+        f"{rizhao.city} asks {qingdao.city} for the entry (发起-响应-反馈): decision "
+        f"{json.loads(shown.entry)['decision_no']}, disclosure {disclosed.disclosure_id}, "
+        "audited on both sides"
+    )
+    clean = sample_uscc("371100", 9)
+    with NodeClient(rizhao.config) as client:
+        took = time.monotonic()
+        response = client.match_one(clean)
+        took = time.monotonic() - took
+    outcomes = _outcomes(response)
+    if outcomes != {code: "no hit" for code in others}:
+        raise DemoFailedError(f"Rizhao's check of a company on no list gave {outcomes}")
+    federation.say(
+        f"{rizhao.city} checks {clean} (on no list): no hit at any of the "
+        f"{len(outcomes)} cities ({took * 1000:.0f} ms)"
+    )
+
+
 SCENARIOS: list[Callable[[DemoFederation], None]] = [
     scenario_outsider_refused,
     scenario_manifest_update,
     scenario_sanction_list,
     scenario_reports_and_ratings,
+    scenario_private_matching,
 ]
 
 

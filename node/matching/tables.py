@@ -18,6 +18,10 @@ from pathlib import Path
 
 from federation.matching import MatchingError, TableHeader, table_digest
 
+OWN_DIR = Path("matching") / "own"
+"""Where a node keeps its own table, under its home directory."""
+PEERS_DIR = Path("matching") / "peers"
+"""Where it keeps its copies of the other cities' tables (one directory per city)."""
 HEADER_FILE = "header.json"
 BINS_FILE = "bins.dat"
 

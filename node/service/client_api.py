@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
-from collections.abc import Awaitable, Callable
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -16,6 +18,7 @@ from creditnet.v1 import (
     client_pb2_grpc,
     lists_pb2,
     manifest_pb2,
+    matching_pb2,
     reports_pb2,
     subject_pb2,
 )
@@ -25,6 +28,8 @@ from federation.member import check_city_code
 from federation.reports import check_report_no
 from federation.subjects import SubjectKind, check_subject, parse_subject
 from node.ledger import Change, Outcome, OwnLog
+from node.matching.querier import BatchResult, CityAnswer, MatchMode, MatchQuerier
+from node.matching.querier import Outcome as MatchOutcome
 from node.peers import PeerLinks
 from node.queries import Freshness, ListQueries
 from node.ratings_desk import RatingDesk, statement_for
@@ -32,9 +37,11 @@ from node.replication import Replicator
 from node.report_html import render_html
 from node.reporting import ReportOffice
 from node.service.convert import change_from_wire, history_to_wire, timestamp, view_to_wire
-from node.service.errors import translate_errors
+from node.service.errors import STATUS_FOR, translate_errors
 from node.storage.repositories import EventRepository, PeerContactRepository
 from node.trust import TrustStore
+
+log = logging.getLogger(__name__)
 
 MAX_IDENTIFIERS = 1000
 MAX_IDENTIFIER_CHARS = 64
@@ -72,10 +79,12 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         links: PeerLinks,
         reports: ReportOffice,
         ratings: RatingDesk,
+        matching: MatchQuerier,
         clock: Clock,
         heartbeat_interval_s: float,
         started: dt.datetime,
     ) -> None:
+        self._matching = matching
         self._reports = reports
         self._ratings = ratings
         self._own = own_log
@@ -418,8 +427,150 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
             common_scale=list(self._trust.current.common_scale),
         )
 
+    # --- private matching -------------------------------------------------------------
+
+    @translate_errors
+    async def MatchOne(
+        self, request: matching_pb2.MatchOneRequest, context: Any
+    ) -> matching_pb2.MatchOneResponse:
+        cities = [check_city_code(c) for c in request.city_codes]
+        answers = await self._matching.match_one(request.subject_id, cities)
+        return matching_pb2.MatchOneResponse(cities=[_city_match(a) for a in answers])
+
+    async def MatchBatch(
+        self, request: matching_pb2.MatchBatchRequest, context: Any
+    ) -> AsyncIterator[matching_pb2.MatchBatchResponse]:
+        """Progress after every request to the peer, then the results (done = true)."""
+        queue: asyncio.Queue[matching_pb2.MatchBatchResponse | None] = asyncio.Queue()
+
+        async def progress(done: int, total: int) -> None:
+            await queue.put(
+                matching_pb2.MatchBatchResponse(done_subjects=done, total_subjects=total)
+            )
+
+        async def run(city: str, mode: MatchMode) -> BatchResult:
+            try:
+                return await self._matching.match_batch(
+                    list(request.subject_ids), city, mode, progress
+                )
+            finally:
+                await queue.put(None)
+
+        try:
+            city, mode = _batch_arguments(request)
+        except CreditNetError as exc:
+            await context.abort(STATUS_FOR[exc.code], exc.message)
+            return
+        task = asyncio.create_task(run(city, mode))
+        try:
+            while (message := await queue.get()) is not None:
+                yield message
+            result = await task
+        except CreditNetError as exc:
+            log.info(
+                "request refused", extra={"fields": {"rpc": "MatchBatch", "error": exc.code.value}}
+            )
+            await context.abort(STATUS_FOR[exc.code], exc.message)
+            return
+        except Exception:
+            reference = secrets.token_hex(4)
+            log.exception("internal error", extra={"fields": {"reference": reference}})
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
+            return
+        finally:
+            if not task.done():
+                task.cancel()
+        yield _batch_result(result, mode)
+
+    @translate_errors
+    async def DiscloseEntry(
+        self, request: matching_pb2.DiscloseEntryRequest, context: Any
+    ) -> matching_pb2.DiscloseEntryResponse:
+        city = check_city_code(request.city_code)
+        answer = await self._matching.disclose(
+            city,
+            request.subject_id,
+            match_request_id=request.match_request_id,
+            purpose=request.purpose,
+            legal_basis=request.legal_basis,
+            requested_by=request.requested_by,
+        )
+        return matching_pb2.DiscloseEntryResponse(
+            entries=list(answer.entries), disclosure_id=answer.disclosure_id
+        )
+
+    @translate_errors
+    async def GetMatchingStatus(
+        self, request: matching_pb2.GetMatchingStatusRequest, context: Any
+    ) -> matching_pb2.GetMatchingStatusResponse:
+        tables = []
+        for state in self._matching.tables():
+            table = matching_pb2.MatchTableState(
+                city_code=state.city,
+                table_id=state.table_id,
+                epoch=state.epoch,
+                bins=state.bins,
+                pooled_residues=state.pooled_residues,
+                quota_left=state.quota_left,
+            )
+            table.issued_at.CopyFrom(timestamp(state.issued_at))
+            tables.append(table)
+        return matching_pb2.GetMatchingStatusResponse(tables=tables)
+
 
 MAX_CHANGES = 1000
+#: A batch request of 100,000 identifiers is under 2 MB, within the message limit.
+MAX_MATCH_SUBJECTS = 100_000
+
+_MATCH_MODE = {
+    matching_pb2.MATCH_MODE_MEMBERSHIP: MatchMode.MEMBERSHIP,
+    matching_pb2.MATCH_MODE_COUNT: MatchMode.COUNT,
+}
+_MATCH_OUTCOME = {
+    MatchOutcome.HIT: matching_pb2.CityMatch.OUTCOME_HIT,
+    MatchOutcome.NO_HIT: matching_pb2.CityMatch.OUTCOME_NO_HIT,
+    MatchOutcome.UNAVAILABLE: matching_pb2.CityMatch.OUTCOME_UNAVAILABLE,
+    MatchOutcome.REFUSED: matching_pb2.CityMatch.OUTCOME_REFUSED,
+}
+
+
+def _batch_arguments(request: matching_pb2.MatchBatchRequest) -> tuple[str, MatchMode]:
+    city = check_city_code(request.city_code)
+    if len(request.subject_ids) > MAX_MATCH_SUBJECTS:
+        raise InvalidInputError(
+            f"{len(request.subject_ids)} subjects in one request; at most {MAX_MATCH_SUBJECTS}"
+        )
+    mode = _MATCH_MODE.get(request.mode)
+    if mode is None:
+        raise InvalidInputError("give a mode: membership or count")
+    return city, mode
+
+
+def _city_match(answer: CityAnswer) -> matching_pb2.CityMatch:
+    return matching_pb2.CityMatch(
+        city_code=answer.city,
+        outcome=_MATCH_OUTCOME[answer.outcome],
+        list_kinds=list(answer.kinds),
+        detail=answer.detail,
+        match_request_id=answer.request_id,
+    )
+
+
+def _batch_result(result: BatchResult, mode: MatchMode) -> matching_pb2.MatchBatchResponse:
+    answer = matching_pb2.MatchBatchResponse(
+        done_subjects=result.total,
+        total_subjects=result.total,
+        done=True,
+        hit_count=result.hit_count,
+        match_request_ids=result.request_ids,
+    )
+    if mode is MatchMode.MEMBERSHIP:
+        answer.hits.extend(
+            matching_pb2.MatchSubjectResult(index=index, list_kinds=list(kinds))
+            for index, kinds in result.hits
+        )
+    return answer
+
 
 _VERDICT = {
     "valid": reports_pb2.REPORT_VERDICT_VALID,

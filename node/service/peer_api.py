@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from creditnet.v1 import lists_pb2, manifest_pb2, peer_pb2, peer_pb2_grpc, reports_pb2
+from creditnet.v1 import (
+    lists_pb2,
+    manifest_pb2,
+    matching_pb2,
+    peer_pb2,
+    peer_pb2_grpc,
+    reports_pb2,
+)
 from federation.clock import Clock
 from federation.errors import (
     CreditNetError,
     FailedPreconditionError,
     InvalidInputError,
     PermissionDeniedError,
+    UnavailableError,
 )
 from federation.member import Member
 from federation.merkle import PerfectSubtrees, consistency_proof, decompose
 from federation.reports import check_report_no
 from node.ledger import OwnLog
+from node.matching.holder import (
+    DisclosureQuery,
+    MatchHolder,
+    ProbeMode,
+    ProbeQuery,
+    TablePart,
+)
+from node.matching.querier import MatchQuerier
 from node.peers import PeerLinks
 from node.ratings_desk import RatingDesk
 from node.replication import Replicator
@@ -50,7 +67,11 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         reports: ReportOffice,
         ratings: RatingDesk,
         clock: Clock,
+        match_holder: MatchHolder | None = None,
+        match_querier: MatchQuerier | None = None,
     ) -> None:
+        self._match_holder = match_holder
+        self._match_querier = match_querier
         self._reports = reports
         self._ratings = ratings
         self._city_code = city_code
@@ -198,6 +219,9 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
             [request.checkpoint.document], reported_by=caller.city_code
         )
         self._replicator.schedule(caller.city_code)
+        if self._match_querier is not None:
+            # A change of its lists may change its matching table: fetch it soon.
+            self._match_querier.notice(caller.city_code)
         return peer_pb2.NotifyAppendedResponse()
 
     @translate_errors
@@ -229,6 +253,103 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
     ) -> peer_pb2.GetRatingsResponse:
         self._caller(context)
         return self._ratings.publications(request.after_sequence, request.limit)
+
+    # --- private matching (thin adapters over MatchHolder) ---------------------------------
+
+    def _holder(self) -> MatchHolder:
+        if self._match_holder is None:
+            raise UnavailableError(f"private matching is not enabled on {self._city_code}")
+        return self._match_holder
+
+    async def GetMatchTable(
+        self, request: matching_pb2.GetMatchTableRequest, context: Context
+    ) -> AsyncIterator[matching_pb2.GetMatchTableResponse]:
+        try:
+            self._caller(context)
+            parts = self._holder().table_parts(request.table_id, request.epoch)
+            first = next(parts)
+        except CreditNetError as exc:
+            await context.abort(STATUS_FOR[exc.code], exc.message)
+            return
+        yield _table_part_to_wire(first)
+        try:
+            for part in parts:
+                yield _table_part_to_wire(part)
+        except CreditNetError as exc:
+            await context.abort(STATUS_FOR[exc.code], exc.message)
+
+    @translate_errors
+    async def Probe(
+        self, request: matching_pb2.ProbeRequest, context: Context
+    ) -> matching_pb2.ProbeResponse:
+        caller = self._caller(context)
+        answer = await self._holder().probe(
+            caller.city_code,
+            ProbeQuery(
+                request_id=request.request_id,
+                sent_at=_sent_at(request),
+                table_id=request.table_id,
+                epoch=request.epoch,
+                mode=_PROBE_MODE.get(request.mode),
+                subjects=request.subjects,
+                ciphertexts=request.ciphertexts,
+                blinded_expected=request.blinded_expected,
+            ),
+        )
+        return matching_pb2.ProbeResponse(
+            answers=answer.answers,
+            twice_blinded=answer.twice_blinded,
+            holder_blinded=answer.holder_blinded,
+        )
+
+    @translate_errors
+    async def Disclose(
+        self, request: matching_pb2.DiscloseRequest, context: Context
+    ) -> matching_pb2.DiscloseResponse:
+        caller = self._caller(context)
+        disclosure = self._holder().disclose(
+            caller.city_code,
+            DisclosureQuery(
+                request_id=request.request_id,
+                sent_at=_sent_at(request),
+                subject_id=request.subject_id,
+                match_request_id=request.match_request_id,
+                purpose=request.purpose,
+                legal_basis=request.legal_basis,
+                requested_by=request.requested_by,
+            ),
+        )
+        return matching_pb2.DiscloseResponse(
+            entries=[
+                matching_pb2.DisclosedEntry(
+                    list_kind=e.list_kind, entry=e.entry, entry_id=e.entry_id
+                )
+                for e in disclosure.entries
+            ],
+            disclosure_id=disclosure.disclosure_id,
+        )
+
+
+_PROBE_MODE = {
+    matching_pb2.MATCH_MODE_MEMBERSHIP: ProbeMode.MEMBERSHIP,
+    matching_pb2.MATCH_MODE_COUNT: ProbeMode.COUNT,
+}
+
+
+def _sent_at(
+    request: matching_pb2.ProbeRequest | matching_pb2.DiscloseRequest,
+) -> dt.datetime | None:
+    return request.sent_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("sent_at") else None
+
+
+def _table_part_to_wire(part: TablePart) -> matching_pb2.GetMatchTableResponse:
+    message = matching_pb2.GetMatchTableResponse(
+        full=part.full, bins=part.bins, ciphertexts=part.ciphertexts
+    )
+    if part.header:
+        message.header.header = part.header
+        message.header.signature = part.signature
+    return message
 
 
 _REPORT_STATE = {

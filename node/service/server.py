@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from creditnet.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
 from federation.clock import Clock, SystemClock
 from federation.errors import FailedPreconditionError
+from federation.matching import HolderKey
 from federation.member import Member
 from node.background import Background
 from node.config import NodeConfig
@@ -33,6 +34,9 @@ from node.identity import load_member
 from node.keystore import NodeKeys, load_node_keys
 from node.ledger import OwnLog
 from node.logstore import LogStore
+from node.matching.holder import MatchHolder, MatchingLimits
+from node.matching.pool import MatchingPool
+from node.matching.querier import MatchQuerier
 from node.peers import PeerLinks
 from node.queries import ListQueries
 from node.ratings_desk import RatingDesk
@@ -44,6 +48,11 @@ from node.service.peer_api import PeerApi
 from node.service.tls import PinnedServerCredentials
 from node.storage.database import Database, open_database
 from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository
+from node.storage.matching import (
+    MatchAuditRepository,
+    MatchQuotaRepository,
+    OwnListingRepository,
+)
 from node.storage.reports import RatingRepository, ReportRepository
 from node.storage.repositories import (
     EventRepository,
@@ -181,6 +190,37 @@ async def _run(
         links=links,
         clock=clock,
     )
+    matching_pool = MatchingPool(config.matching_workers or None)
+    querier = MatchQuerier(
+        city_code=config.city_code,
+        home=config.home,
+        trust=trust,
+        links=links,
+        pool=matching_pool,
+        audit=MatchAuditRepository(database),
+        clock=clock,
+        max_subjects_per_request=config.matching_max_subjects_per_request,
+        residue_pool_size=config.matching_residue_pool_size,
+    )
+    await querier.load()
+    links.on_reachable(querier.schedule)
+    # This city's own table: served as left on disk until the first refresh (a loop below,
+    # so that building a table never delays serving).
+    match_holder = MatchHolder(
+        city_code=config.city_code,
+        home=config.home,
+        key=HolderKey.from_phe(keys.paillier_private),
+        signing_key=keys.signing_key,
+        policies=config.list_policies,
+        listings=OwnListingRepository(database),
+        entries=entries,
+        audit=MatchAuditRepository(database),
+        quota=MatchQuotaRepository(database),
+        pool=matching_pool,
+        clock=clock,
+        limits=MatchingLimits.from_config(config),
+    )
+    match_holder.load()
     pinned = PinnedServerCredentials(
         key_pem=keys.tls_key_pem, cert_pem=keys.tls_cert_pem, manifest=manifest
     )
@@ -201,6 +241,8 @@ async def _run(
             reports=reports,
             ratings=ratings,
             clock=clock,
+            match_holder=match_holder,
+            match_querier=querier,
         ),
         peer_server,
     )
@@ -224,6 +266,7 @@ async def _run(
             links=links,
             reports=reports,
             ratings=ratings,
+            matching=querier,
             clock=clock,
             heartbeat_interval_s=config.heartbeat_interval_s,
             started=started,
@@ -257,7 +300,11 @@ async def _run(
     )
     loops = [
         asyncio.create_task(_heartbeat(config, trust, links, stop)),
-        asyncio.create_task(_sync(config, own_log, replicator, links, reports, ratings, stop)),
+        asyncio.create_task(
+            _sync(config, own_log, replicator, links, reports, ratings, querier, stop)
+        ),
+        asyncio.create_task(querier.run_refill(stop)),
+        asyncio.create_task(_match_table(config, match_holder, own_log, stop)),
     ]
     try:
         await stop.wait()
@@ -271,9 +318,12 @@ async def _run(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await background.close()
+        await querier.close()
         await asyncio.gather(
             peer_server.stop(SHUTDOWN_GRACE_S), client_server.stop(SHUTDOWN_GRACE_S)
         )
+        # After the servers: a probe answered during the grace period still has its pool.
+        await asyncio.to_thread(matching_pool.close)
         await links.close()
         log.info("node stopped")
 
@@ -299,15 +349,18 @@ async def _sync(
     links: PeerLinks,
     reports: ReportOffice,
     ratings: RatingDesk,
+    querier: MatchQuerier,
     stop: asyncio.Event,
 ) -> None:
     """Pull every city's log, swap checkpoints, and emit removals at end of publicity; pull
-    the other cities' report status lists and ratings.
+    the other cities' report status lists and ratings; fetch changes of their matching
+    tables (in the background: a whole table can take a while).
     Changes also arrive between rounds: an owner tells its peers as soon as it records one."""
     while not stop.is_set():
         try:
             if own_log.sweep_expired() and own_log.store.checkpoint:
                 links.announce(own_log.store.checkpoint)
+            querier.schedule_all()
             await replicator.sync_all()
             await replicator.exchange_all()
             await reports.pull_status_lists()
@@ -316,3 +369,29 @@ async def _sync(
             log.exception("sync round failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=config.sync_interval_s)
+
+
+# How often the matching loop looks whether this city recorded a list change (a read of
+# the log size in memory): a removal stops matching within about this long.
+OWN_CHANGE_POLL_S = 0.5
+
+
+async def _match_table(
+    config: NodeConfig, holder: MatchHolder, own_log: OwnLog, stop: asyncio.Event
+) -> None:
+    """Keep this city's matching table in line with its lists: at start-up, right after an
+    own change is recorded (the log grows), and every sync interval (publicity periods end
+    without an event); forget request ids past their replay window."""
+    seen_size = -1
+    last = float("-inf")
+    while not stop.is_set():
+        size = own_log.store.size
+        if size != seen_size or time.monotonic() - last >= config.sync_interval_s:
+            seen_size, last = size, time.monotonic()
+            try:
+                await holder.refresh()
+                holder.forget_expired()
+            except Exception:
+                log.exception("matching table refresh failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=OWN_CHANGE_POLL_S)

@@ -307,6 +307,59 @@ scale_mappings = Table(
     CheckConstraint("version >= 1", name="version_positive"),
 )
 
+# --- private matching (issue 5) -----------------------------------------------------------
+
+# Every probe and disclosure, received (a peer asked this node) or sent (this node asked a
+# peer). Never an identifier: counts, outcomes, and for a disclosure a salted hash and a
+# masked form of the subject.
+match_audit = Table(
+    "match_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("direction", String(8), nullable=False),  # received | sent
+    Column("peer", String(6), nullable=False),  # the other city
+    Column("request_id", String(32), nullable=False),  # hex of the 16-byte request id
+    Column("mode", String(16), nullable=False),  # membership | count | disclose
+    Column("subjects", Integer, nullable=False),
+    Column("ciphertexts", Integer, nullable=False),
+    # Sent side: subjects that hit (membership) or the count (count mode); NULL if unknown.
+    Column("hits", Integer, nullable=True),
+    Column("outcome", String(16), nullable=False),  # answered | refused | failed | ...
+    Column("reason", Text, nullable=True),  # why it was refused or failed
+    # Disclosures: a salted hash of the subject (never the identifier itself).
+    Column("subject_ref", String(64), nullable=True),
+    Column("detail", Text, nullable=True),  # disclosures: masked subject, purpose, basis
+    CheckConstraint("direction IN ('received', 'sent')", name="direction_known"),
+    CheckConstraint("subjects >= 0 AND ciphertexts >= 0", name="counts_not_negative"),
+    Index("ix_match_audit_peer_at", "peer", "at"),
+    Index("ix_match_audit_at", "at"),
+)
+
+# Request ids of probes and disclosures received, remembered for the replay window.
+match_seen_requests = Table(
+    "match_seen_requests",
+    metadata,
+    Column("peer", String(6), nullable=False),
+    Column("request_id", String(32), nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("peer", "request_id"),
+    Index("ix_match_seen_requests_expires_at", "expires_at"),
+)
+
+# What each peer used of its daily allowance (UTC days).
+match_quota = Table(
+    "match_quota",
+    metadata,
+    Column("peer", String(6), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("probes", BigInteger, nullable=False),  # subjects probed
+    Column("disclosures", BigInteger, nullable=False),
+    PrimaryKeyConstraint("peer", "day"),
+    CheckConstraint("probes >= 0 AND disclosures >= 0", name="counts_not_negative"),
+)
+
 __all__ = [
     "LOG_BLOCK_LEAVES",
     "PEER_ERROR_MAX_CHARS",
@@ -318,6 +371,9 @@ __all__ = [
     "log_heads",
     "log_leaves",
     "manifests",
+    "match_audit",
+    "match_quota",
+    "match_seen_requests",
     "metadata",
     "peer_contacts",
     "rating_statements",

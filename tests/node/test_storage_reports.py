@@ -148,7 +148,7 @@ def test_migration_creates_the_tables_and_downgrades_cleanly(db: Database) -> No
     assert db.schema_revision() == "0002"
     run("upgrade", "head")
     assert set(inspect(db.engine).get_table_names()) >= REPORT_TABLES
-    assert db.schema_revision() == "0003"
+    assert db.schema_revision() == "0004"
 
 
 @pytest.mark.parametrize(

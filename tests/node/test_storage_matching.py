@@ -1,0 +1,321 @@
+"""Private-matching storage (:mod:`node.storage.matching`) on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import insert, inspect
+from sqlalchemy.exc import IntegrityError
+
+from node.storage import Database, open_database
+from node.storage.database import MIGRATIONS_DIR
+from node.storage.matching import (
+    Admission,
+    MatchAuditRepository,
+    MatchQuotaRepository,
+    OwnListingRepository,
+)
+from node.storage.schema import list_entries, match_audit
+
+PEER, OTHER = "370600", "370700"
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+T0 = dt.datetime(2026, 12, 2, 9, 30, 15, 123456, tzinfo=SHANGHAI)
+DAY = dt.date(2026, 12, 2)
+MATCH_TABLES = {"match_audit", "match_seen_requests", "match_quota"}
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = open_database(database_url)
+    yield database
+    database.close()
+
+
+def test_migration_creates_the_tables_and_downgrades_cleanly(db: Database) -> None:
+    assert set(inspect(db.engine).get_table_names()) >= MATCH_TABLES
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def run(step: str, target: str) -> None:
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            getattr(command, step)(config, target)
+
+    run("downgrade", "0003")
+    tables = set(inspect(db.engine).get_table_names())
+    assert not MATCH_TABLES & tables
+    assert "issued_reports" in tables
+    run("upgrade", "head")
+    assert set(inspect(db.engine).get_table_names()) >= MATCH_TABLES
+    assert db.schema_revision() == "0004"
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def test_audit_records_both_directions(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    sent = secrets.token_bytes(16)
+    first = audit.record("sent", PEER, sent, "membership", 3, 2, 1, "answered", at=T0)
+    second = audit.record(
+        "received",
+        OTHER,
+        sent.hex(),
+        "disclose",
+        1,
+        0,
+        None,
+        "refused",
+        at=T0 + dt.timedelta(seconds=1),
+        reason="over quota",
+        subject_ref="ab" * 32,
+        detail="subject 913702****XY12",
+    )
+    assert second > first
+    rows = audit.recent()
+    assert [r.id for r in rows] == [second, first]
+    newest = rows[0]
+    assert (newest.direction, newest.peer, newest.mode, newest.outcome) == (
+        "received",
+        OTHER,
+        "disclose",
+        "refused",
+    )
+    assert (newest.reason, newest.subject_ref, newest.hits) == ("over quota", "ab" * 32, None)
+    assert newest.at == T0 + dt.timedelta(seconds=1)
+    assert newest.at.utcoffset() == dt.timedelta(0)
+    oldest = rows[1]
+    assert (oldest.request_id, oldest.subjects, oldest.ciphertexts, oldest.hits) == (
+        sent.hex(),
+        3,
+        2,
+        1,
+    )
+    assert [r.id for r in audit.recent(direction="sent")] == [first]
+    assert [r.id for r in audit.recent(peer=OTHER)] == [second]
+    assert [r.id for r in audit.by_request(sent)] == [first, second]
+    assert audit.count() == 2 and audit.count(direction="received") == 1
+
+
+def test_audit_defaults_its_time_and_clips_long_text(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    before = dt.datetime.now(dt.UTC)
+    audit.record("sent", PEER, bytes(16), "count", 1, 1, 0, "failed", reason="x" * 5000)
+    [row] = audit.recent()
+    assert row.at >= before.replace(microsecond=0)
+    assert row.reason is not None and len(row.reason) == 2000
+
+
+@pytest.mark.parametrize(
+    ("direction", "request_id", "subjects"),
+    [
+        ("both", bytes(16), 1),
+        ("sent", b"short", 1),
+        ("sent", "AB" * 16, 1),
+        ("sent", bytes(16), -1),
+    ],
+)
+def test_audit_refuses_malformed_rows(
+    db: Database, direction: str, request_id: bytes | str, subjects: int
+) -> None:
+    with pytest.raises(ValueError):
+        MatchAuditRepository(db).record(
+            direction,  # type: ignore[arg-type]
+            PEER,
+            request_id,
+            "membership",
+            subjects,
+            0,
+            None,
+            "answered",
+            at=T0,
+        )
+    with pytest.raises(ValueError, match="aware"):
+        MatchAuditRepository(db).record(
+            "sent",
+            PEER,
+            bytes(16),
+            "membership",
+            1,
+            0,
+            None,
+            "answered",
+            at=T0.replace(tzinfo=None),
+        )
+
+
+def test_the_database_checks_the_direction(db: Database) -> None:
+    row = {
+        "at": T0,
+        "direction": "sideways",
+        "peer": PEER,
+        "request_id": "0" * 32,
+        "mode": "membership",
+        "subjects": 1,
+        "ciphertexts": 1,
+        "outcome": "answered",
+    }
+    with pytest.raises(IntegrityError), db.transaction() as connection:
+        connection.execute(insert(match_audit).values(row))
+
+
+# --- quotas and replay ---------------------------------------------------------------------
+
+
+def admit(
+    quota: MatchQuotaRepository,
+    request_id: bytes,
+    amount: int,
+    *,
+    peer: str = PEER,
+    limit: int = 10,
+    counter: str = "probes",
+    day: dt.date = DAY,
+) -> Admission:
+    return quota.admit(
+        peer,
+        request_id,
+        counter=counter,  # type: ignore[arg-type]
+        amount=amount,
+        limit=limit,
+        day=day,
+        at=T0,
+        remember_until=T0 + dt.timedelta(minutes=10),
+    ).outcome
+
+
+def test_admission_charges_and_remembers_together(db: Database) -> None:
+    quota = MatchQuotaRepository(db)
+    first = secrets.token_bytes(16)
+    assert admit(quota, first, 6) is Admission.ADMITTED
+    assert quota.seen(PEER, first) and not quota.seen(OTHER, first)
+    assert admit(quota, first, 1) is Admission.REPLAY
+    assert admit(quota, first, 1, peer=OTHER) is Admission.ADMITTED  # ids are per peer
+    over = secrets.token_bytes(16)
+    result = quota.admit(
+        PEER,
+        over,
+        counter="probes",
+        amount=5,
+        limit=10,
+        day=DAY,
+        at=T0,
+        remember_until=T0 + dt.timedelta(minutes=10),
+    )
+    assert (result.outcome, result.used) == (Admission.OVER_QUOTA, 6)
+    assert not quota.seen(PEER, over)  # a refused request leaves nothing behind
+    assert admit(quota, over, 4) is Admission.ADMITTED  # exactly at the limit
+    assert admit(quota, secrets.token_bytes(16), 1, counter="disclosures", limit=1) is (
+        Admission.ADMITTED
+    )
+    usage = quota.usage(PEER, DAY)
+    assert (usage.probes, usage.disclosures) == (10, 1)
+    assert quota.usage(PEER, DAY + dt.timedelta(days=1)).probes == 0
+    assert admit(quota, secrets.token_bytes(16), 10, day=DAY + dt.timedelta(days=1)) is (
+        Admission.ADMITTED
+    )
+
+
+def test_forgetting_expired_ids_and_old_days(db: Database) -> None:
+    quota = MatchQuotaRepository(db)
+    old = secrets.token_bytes(16)
+    admit(quota, old, 1, day=DAY - dt.timedelta(days=8))
+    assert quota.forget_expired(T0 + dt.timedelta(minutes=9)) == 0
+    assert quota.forget_expired(T0 + dt.timedelta(minutes=11)) == 1
+    assert not quota.seen(PEER, old)
+    admit(quota, secrets.token_bytes(16), 1)
+    assert quota.forget_days_before(DAY - dt.timedelta(days=7)) == 1
+    assert quota.usage(PEER, DAY).probes == 1
+
+
+def test_concurrent_admissions_never_pass_the_limit(database_url: str) -> None:
+    databases = [open_database(database_url) for _ in range(4)]
+    outcomes: list[Admission] = []
+    lock = threading.Lock()
+
+    def worker(database: Database) -> None:
+        quota = MatchQuotaRepository(database)
+        for _ in range(5):
+            outcome = admit(quota, secrets.token_bytes(16), 3, limit=20)
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=worker, args=(d,)) for d in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert outcomes.count(Admission.ADMITTED) == 6
+        assert MatchQuotaRepository(databases[0]).usage(PEER, DAY).probes == 18
+    finally:
+        for database in databases:
+            database.close()
+
+
+# --- own listings ----------------------------------------------------------------------------
+
+
+def test_listings_of_one_origin_and_some_kinds(db: Database) -> None:
+    def row(origin: str, entry_id: str, kind: str, **dates: dt.date | None) -> dict[str, object]:
+        values: dict[str, object] = {
+            "origin": origin,
+            "entry_id": entry_id,
+            "list_kind": kind,
+            "subject_kind": "uscc",
+            "subject_id": f"SUBJECT{entry_id}",
+            "subject_name": "x",
+            "authority": "a",
+            "decision_no": entry_id,
+            "listed_on": dt.date(2026, 1, 1),
+            "publicity_end": dt.date(2026, 12, 31),
+            "removed_on": None,
+            "removal_reason": None,
+            "objection_open": False,
+            "entry": "{}",
+            "last_index": 0,
+            "updated_at": T0,
+        }
+        values.update(dates)
+        return values
+
+    rows = [
+        row("370200", "a1", "watch-list"),
+        row("370200", "a2", "watch-list", removed_on=dt.date(2026, 6, 1)),
+        row("370200", "a3", "watch-list", publicity_end=dt.date(2026, 12, 1)),
+        row("370200", "a4", "watch-list", listed_on=dt.date(2026, 12, 3)),
+        row("370200", "b1", "administrative-penalty"),
+        row("370200", "c1", "serious-dishonesty"),
+        row(PEER, "d1", "watch-list"),
+    ]
+    with db.transaction() as connection:
+        connection.execute(insert(list_entries), rows)
+    listings = list(
+        OwnListingRepository(db).listings("370200", ["watch-list", "administrative-penalty"])
+    )
+    assert [(x.list_kind, x.entry_id) for x in listings] == [
+        ("administrative-penalty", "b1"),
+        ("watch-list", "a1"),
+        ("watch-list", "a2"),
+        ("watch-list", "a3"),
+        ("watch-list", "a4"),
+    ]
+    assert [x.entry_id for x in listings if x.active_on(DAY)] == ["b1", "a1"]
+    assert list(OwnListingRepository(db).listings("370200", [])) == []
+    repository = OwnListingRepository(db)
+    assert repository.version("370200", ["watch-list", "administrative-penalty"]) == (5, 0)
+    assert repository.version("370200", ["red-list"]) == (0, -1)
+    assert repository.version("370200", []) == (0, -1)
+    with db.transaction() as connection:
+        connection.execute(
+            list_entries.update()
+            .where(list_entries.c.entry_id == "a1")
+            .values(last_index=9, removed_on=dt.date(2026, 12, 2))
+        )
+    assert repository.version("370200", ["watch-list"]) == (4, 9)
