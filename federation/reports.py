@@ -19,7 +19,9 @@ Verification has two halves:
 :func:`final_verdict` combines both; a report whose status is unknown is never called valid.
 
 Every malformation is a :class:`ReportFormatError` naming the field; a resident ID number
-never appears in an error message.
+never appears in an error message. A file in canonical form, as :meth:`SignedReport.to_bytes`
+writes it, is read in one pass (:func:`_read_canonical_file`); any other layout by the
+general strict reader, which accepts the same reports.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ import functools
 import gzip
 import hashlib
 import hmac
+import json
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from federation.canonical import MAX_DOCUMENT_BYTES, canonical_bytes, parse_document
 from federation.clock import china_date, format_utc, parse_utc
@@ -50,10 +53,10 @@ from federation.errors import (
     StatusListError,
 )
 from federation.manifest import Manifest, TrustedChain
-from federation.member import check_city_code
+from federation.member import CITY_CODE, check_city_code
 from federation.sanctions import EntryState, ListKind, Subject
 from federation.signing import SigningKey, b64decode, b64encode
-from federation.subjects import parse_subject
+from federation.subjects import SubjectKind, parse_subject
 
 REPORT_TYPE = "creditnet.credit-report/v1"
 STATUS_LIST_TYPE = "creditnet.report-status-list/v1"
@@ -86,6 +89,7 @@ ReportState = Literal["valid", "revoked", "superseded"]
 OfflineState = Literal["valid", "invalid", "expired"]
 VerdictState = Literal["valid", "revoked", "superseded", "expired", "invalid", "status-unknown"]
 StatusSource = Literal["issuer", "replica"]
+_T = TypeVar("_T")
 
 
 # --- field checks ------------------------------------------------------------------------
@@ -563,6 +567,21 @@ _REPORT_FIELDS = (
 # --- the report --------------------------------------------------------------------------
 
 
+def _check_subject_kind(subject: object, issue_day: dt.date) -> None:
+    if not isinstance(subject, Subject):
+        raise ReportFormatError("subject: must be a Subject")
+    # The declared kind must be what the identifier is, judged on the issue date so
+    # that every verifier decides alike (a USCC may be shaped like a resident ID).
+    try:
+        detected = parse_subject(subject.id, today=issue_day)
+    except InvalidIdentifierError as exc:
+        raise ReportFormatError(f"subject.id: {exc.message}") from None
+    if detected.kind is not subject.kind:
+        raise ReportFormatError(
+            f"subject.kind: the identifier is a {detected.kind.value}, not a {subject.kind.value}"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class CreditReport:
     """The signed content of a public credit report (公共信用信息报告).
@@ -632,19 +651,7 @@ class CreditReport:
                     )
 
     def _check_subject(self, issue_day: dt.date) -> None:
-        if not isinstance(self.subject, Subject):
-            raise ReportFormatError("subject: must be a Subject")
-        # The declared kind must be what the identifier is, judged on the issue date so
-        # that every verifier decides alike (a USCC may be shaped like a resident ID).
-        try:
-            detected = parse_subject(self.subject.id, today=issue_day)
-        except InvalidIdentifierError as exc:
-            raise ReportFormatError(f"subject.id: {exc.message}") from None
-        if detected.kind is not self.subject.kind:
-            raise ReportFormatError(
-                f"subject.kind: the identifier is a {detected.kind.value}, "
-                f"not a {self.subject.kind.value}"
-            )
+        _check_subject_kind(self.subject, issue_day)
 
     def _check_registration(self) -> None:
         pairs = self.registration
@@ -747,6 +754,15 @@ class CreditReport:
     def _signed_bytes(self) -> bytes:
         return canonical_bytes(self.to_json())
 
+    # The two times as the report shows them (the verdict's reasons quote them).
+    @functools.cached_property
+    def _issued_at_text(self) -> str:
+        return format_utc(self.issued_at)
+
+    @functools.cached_property
+    def _valid_until_text(self) -> str:
+        return format_utc(self.valid_until)
+
 
 # --- the signed report -------------------------------------------------------------------
 
@@ -785,6 +801,11 @@ class SignedReport:
         """Parse a report file; anything malformed is a :class:`ReportFormatError`.
 
         Parsing does not verify the signature: :func:`verify_offline` does.
+
+        A file in canonical form (what :meth:`to_bytes` writes, so nearly every file) is
+        read by :func:`_read_canonical_file`, in one pass; anything else, and anything that
+        reader is not sure about, by the general strict reader, which says what is wrong.
+        Both accept exactly the same files and give the same report.
         """
         if not isinstance(data, bytes | bytearray):
             raise ReportFormatError("a report file is bytes")
@@ -792,8 +813,14 @@ class SignedReport:
             raise ReportFormatError(
                 f"report file is {len(data)} bytes, more than the {MAX_REPORT_BYTES} allowed"
             )
+        data = bytes(data)
+        return _read_canonical_file(data) or cls._read_strict(data)
+
+    @classmethod
+    def _read_strict(cls, data: bytes) -> SignedReport:
+        """The general reader: any JSON layout, every rule checked with its own message."""
         try:
-            document = parse_document(bytes(data), what="report file")
+            document = parse_document(data, what="report file")
         except InvalidInputError as exc:
             raise ReportFormatError(exc.message) from None
         doc = _fields(document, ("report", "keyid", "signature"), "report file")
@@ -826,6 +853,458 @@ class SignedReport:
     def verification_payload(self) -> str:
         """What the printed QR code carries: ``creditnet:report:<report_no>:<code>``."""
         return f"creditnet:report:{self.report.report_no}:{self.verification_code}"
+
+
+# --- reading a canonical report file in one pass -----------------------------------------
+#
+# Verifying a report offline is one signature check plus reading the file. The general
+# reader (parse_document with its hooks, the from_json methods, the dataclass checks run
+# on the parsed values, re-serialising to compare, canonical_bytes for the signed part)
+# costs several signatures. Nearly every file is canonical JSON, as to_bytes() writes it,
+# and for such a file most of that work has a cheaper equivalent: _read_canonical_file.
+
+
+class _Declined(Exception):
+    """The one-pass reader is not sure: the general strict reader decides."""
+
+
+# The fields of each object in sorted order: the order of canonical JSON, and the order in
+# which the readers below unpack the values (a test checks both).
+_FILE_KEYS = ("keyid", "report", "signature")
+_REPORT_KEYS = (
+    "commitments",
+    "issued_at",
+    "issuer",
+    "issuer_name",
+    "licences",
+    "list_entries",
+    "manifest_version",
+    "penalties",
+    "ratings",
+    "registration",
+    "report_no",
+    "status_index",
+    "subject",
+    "supersedes",
+    "type",
+    "valid_until",
+)
+_SUBJECT_KEYS = ("id", "kind", "name")
+_REGISTRATION_KEYS = ("label", "value")
+_LIST_ENTRY_KEYS = (
+    "active",
+    "authority",
+    "decision_no",
+    "list_kind",
+    "listed_on",
+    "origin",
+    "origin_name",
+    "publicity_end",
+    "reason",
+    "removal_reason",
+    "removed_on",
+    "why",
+)
+_PENALTY_KEYS = ("authority", "decided_on", "decision_no", "summary")
+_LICENCE_KEYS = ("authority", "issued_on", "licence_no", "summary")
+_RATING_KEYS = ("common_grade", "grade", "issued_on", "issuer", "scale", "valid_until")
+_COMMITMENT_KEYS = ("content", "made_on")
+_LIST_KINDS = {kind.value: kind for kind in ListKind}
+_SUBJECT_KINDS = {kind.value: kind for kind in SubjectKind}
+#: U+007F and U+0080-U+009F (category Cc, allowed raw in JSON strings) in UTF-8.
+_RAW_CONTROL = re.compile(rb"\x7f|\xc2[\x80-\x9f]")
+#: Dates as :data:`_DATE` and ``to_json`` write them, joined by ``|``.
+_DATES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\|[0-9]{4}-[0-9]{2}-[0-9]{2})*")
+#: A time as ``format_utc`` writes it (years of four digits).
+_UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+# Objects as tuples of (key, value) pairs: in the order of the text, a repeated key kept.
+# The decoder's scanner itself (decode() less its whitespace skipping, which a canonical
+# file has no use for): (value, end), or StopIteration if there is no value at 0.
+_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=tuple)
+_scan_pairs: Callable[[str, int], tuple[Any, int]] = _PAIRS_DECODER.scan_once  # type: ignore[attr-defined]
+_day = dt.date.fromisoformat
+_strip = str.strip
+
+
+def _read_canonical_file(data: bytes) -> SignedReport | None:
+    """The report in ``data`` if it is a canonical report file that the general reader
+    accepts; ``None`` when it is not canonical or not valid (the general reader then
+    decides, and explains).
+
+    It accepts the same files as the general reader and gives the same report, checking
+    the same rules in one pass over the parsed JSON (cheap file and header facts first,
+    then the sections), with these equivalences:
+
+    * No backslash and no raw DEL or C1 character in the file: then no string holds an
+      escape, a control character (JSON forbids raw U+0000-U+001F; UTF-8 has no lone
+      surrogates), so the per-text searches of :func:`_text` have nothing to find, and
+      every string is written as canonical JSON writes it.
+    * The texts of all fields are checked together: non-empty, strings, trimmed (one
+      ``map(str.strip)``), each within its own length limit. The dates too: each is read
+      by ``date.fromisoformat`` (so none holds a ``|``), then one regular expression
+      checks them all, joined by ``|``, for the form of :data:`_DATE`.
+    * Canonical form: each object has exactly its keys, once each, in sorted order (the
+      JSON is parsed into tuples of pairs, which keep order and repeats); no space outside
+      strings (the spaces of the file are those of its texts, the only strings that may
+      hold one) and no tab or newline at all; no ``-0``; dates and times in the form
+      ``to_json`` writes. Then the file is exactly its canonical JSON, and the report's
+      signed bytes are the bytes between ``"report":`` and ``,"signature":``: nothing
+      is re-serialised.
+    * The objects are made without running ``__post_init__``: every check it makes on
+      values from a file is made here. Floats, and values of the wrong type anywhere,
+      fail a type check (a test, or a TypeError): the general reader then refuses them.
+
+    Nothing is deferred (every section is checked before the report is returned, so a
+    verdict, and what a clerk is shown, come from checked data) and nothing is kept from
+    one call to the next. ``tests/federation/test_reports_canonical_reader.py`` checks
+    that both readers agree, on canonical files with every field altered among others.
+    """
+    try:
+        return _read_canonical(data)
+    except (
+        _Declined,
+        StopIteration,
+        ValueError,
+        TypeError,
+        RecursionError,
+        InvalidInputError,
+    ):
+        # StopIteration, ValueError: not UTF-8, not JSON, not a date, not the values to
+        # unpack; TypeError: a value of the wrong type; InvalidInputError: a shared check.
+        return None
+
+
+def _read_canonical(data: bytes) -> SignedReport:
+    if (
+        b"\\" in data
+        or b"\n" in data
+        or b"\r" in data
+        or b"\t" in data
+        or ((b"\x7f" in data or b"\xc2" in data) and _RAW_CONTROL.search(data) is not None)
+    ):
+        raise _Declined
+    text = data.decode("utf-8")
+    document, end = _scan_pairs(text, 0)
+    if end != len(text):
+        raise _Declined
+    keyid, raw_report, encoded = _values(document, _FILE_KEYS)
+    if type(keyid) is not str or KEYID.fullmatch(keyid) is None:
+        raise _Declined
+    signature = _canonical_signature(encoded)
+    texts: list[Any] = []
+    days: list[Any] = []
+    report = _canonical_report(raw_report, texts, days)
+    if (
+        not all(texts)
+        or list(map(_strip, texts)) != texts
+        or data.count(b" ") != "".join(texts).count(" ")
+        or (days and _DATES.fullmatch("|".join(days)) is None)
+        or (report.status_index == 0 and b'"status_index":-' in data)
+    ):
+        raise _Declined
+    head = f'{{"keyid":"{keyid}","report":'.encode()
+    tail = f',"signature":"{encoded}"}}'.encode()
+    if not (data.startswith(head) and data.endswith(tail)):
+        raise _Declined
+    report.__dict__["_signed_bytes"] = data[len(head) : len(data) - len(tail)]
+    return _from_dict(
+        SignedReport, {"report": report, "keyid": keyid, "signature": signature, "_bytes": data}
+    )
+
+
+def _values(pairs: object, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    """The values of a parsed JSON object that has exactly ``keys``, in that order."""
+    if type(pairs) is not tuple:  # a JSON array is a list
+        raise _Declined
+    found, values = zip(*pairs)  # noqa: B905 (pairs from the parser have two items)
+    if found != keys:
+        raise _Declined
+    return values
+
+
+def _from_dict(cls: type[_T], values: dict[str, Any]) -> _T:
+    """An instance of the frozen dataclass ``cls`` holding ``values`` (its fields, and
+    cached properties), without ``__post_init__``: for values checked already."""
+    instance = object.__new__(cls)
+    object.__setattr__(instance, "__dict__", values)
+    return instance
+
+
+def _canonical_signature(value: object) -> bytes:
+    """:func:`_signature`: the text must be what ``b64encode`` writes for the bytes."""
+    if type(value) is not str:
+        raise _Declined
+    raw = binascii.a2b_base64(value)
+    if not 0 < len(raw) <= MAX_SIGNATURE_BYTES or b64encode(raw) != value:
+        raise _Declined
+    return raw
+
+
+def _canonical_time(value: object) -> dt.datetime:
+    """:func:`_parse_time` and :func:`_time`, in the form ``format_utc`` writes."""
+    if type(value) is not str or _UTC_TIME.fullmatch(value) is None:
+        raise _Declined
+    time = dt.datetime.fromisoformat(value[:19] + "+00:00")
+    if not _FIRST_YEAR <= time.year <= _LAST_YEAR:
+        raise _Declined
+    return time
+
+
+def _canonical_report(raw: object, texts: list[Any], days: list[Any]) -> CreditReport:
+    """The report (:meth:`CreditReport.from_json` and ``__post_init__``); its texts and
+    dates are added to ``texts`` and ``days``, for the caller to check."""
+    (
+        commitments,
+        issued_text,
+        issuer,
+        issuer_name,
+        licences,
+        list_entries,
+        manifest_version,
+        penalties,
+        ratings,
+        registration,
+        report_no,
+        status_index,
+        subject,
+        supersedes,
+        document_type,
+        valid_text,
+    ) = _values(raw, _REPORT_KEYS)
+    if document_type != REPORT_TYPE:
+        raise _Declined
+    if type(issuer) is not str or CITY_CODE.fullmatch(issuer) is None:
+        raise _Declined
+    issued_at, valid_until = _canonical_time(issued_text), _canonical_time(valid_text)
+    if valid_until <= issued_at:
+        raise _Declined
+    issue_day = china_date(issued_at)
+    day = issue_day.isoformat()
+    if (
+        type(report_no) is not str
+        or REPORT_NO.fullmatch(report_no) is None
+        # The prefix holds a real date; the sequence starts at 000001 (check_report_no).
+        or not report_no.startswith(f"{issuer}-{day[:4]}{day[5:7]}{day[8:]}-")
+        or report_no.endswith("-000000")
+    ):
+        raise _Declined
+    if type(manifest_version) is not int or manifest_version < 1:
+        raise _Declined
+    if type(status_index) is not int or not 0 <= status_index < MAX_STATUS_BITS:
+        raise _Declined
+    if supersedes is not None:
+        check_report_no(supersedes, "supersedes")
+        if supersedes == report_no or not supersedes.startswith(f"{issuer}-"):
+            raise _Declined
+    if len(issuer_name) > _SHORT:
+        raise _Declined
+    texts.append(issuer_name)
+    values = {
+        "report_no": report_no,
+        "issuer": issuer,
+        "issuer_name": issuer_name,
+        "subject": _canonical_subject(subject, issue_day, texts),
+        "issued_at": issued_at,
+        "valid_until": valid_until,
+        "manifest_version": manifest_version,
+        "status_index": status_index,
+        "supersedes": supersedes,
+        "registration": _canonical_registration(registration, texts),
+    }
+    for name, read, section in (
+        ("list_entries", _canonical_list_entry, list_entries),
+        ("penalties", _canonical_penalty, penalties),
+        ("licences", _canonical_licence, licences),
+        ("ratings", _canonical_rating, ratings),
+        ("commitments", _canonical_commitment, commitments),
+    ):
+        if type(section) is not list or len(section) > MAX_SECTION_ITEMS:
+            raise _Declined
+        values[name] = tuple([read(item, issue_day, texts, days) for item in section])
+    values["_issued_at_text"] = issued_text
+    values["_valid_until_text"] = valid_text
+    return _from_dict(CreditReport, values)
+
+
+def _canonical_subject(raw: object, issue_day: dt.date, texts: list[Any]) -> Subject:
+    subject_id, kind, name = _values(raw, _SUBJECT_KEYS)
+    # Subject checks itself (federation.sanctions); the kind as CreditReport does.
+    subject = Subject(_SUBJECT_KINDS.get(kind), subject_id, name)  # type: ignore[arg-type]
+    _check_subject_kind(subject, issue_day)
+    texts.append(name)
+    return subject
+
+
+def _canonical_registration(raw: object, texts: list[Any]) -> tuple[tuple[str, str], ...]:
+    if type(raw) is not list or len(raw) > MAX_REGISTRATION:
+        raise _Declined
+    pairs = tuple([_values(item, _REGISTRATION_KEYS) for item in raw])
+    for label, value in pairs:
+        if len(label) > _LABEL or len(value) > _REGISTRATION_VALUE:
+            raise _Declined
+        texts += (label, value)
+    if len({label for label, _value in pairs}) != len(pairs):
+        raise _Declined
+    return pairs
+
+
+def _canonical_list_entry(
+    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
+) -> ReportListEntry:
+    (
+        active,
+        authority,
+        decision_no,
+        kind,
+        listed_text,
+        origin,
+        origin_name,
+        end_text,
+        reason,
+        removal_reason,
+        removed_text,
+        why,
+    ) = _values(raw, _LIST_ENTRY_KEYS)
+    list_kind = _LIST_KINDS.get(kind)
+    if (
+        list_kind is None
+        or type(active) is not bool
+        or type(origin) is not str
+        or CITY_CODE.fullmatch(origin) is None
+    ):
+        raise _Declined
+    listed_on, publicity_end = _day(listed_text), _day(end_text)
+    if (
+        publicity_end <= listed_on
+        or len(origin_name) > _SHORT
+        or len(decision_no) > 100
+        or len(authority) > _SHORT
+        or len(reason) > _LONG
+        or len(why) > _LONG
+    ):
+        raise _Declined
+    texts += (origin_name, decision_no, authority, reason, why)
+    days += (listed_text, end_text)
+    removed_on = None
+    if removed_text is not None or removal_reason is not None:
+        removed_on = _day(removed_text)
+        if removed_on < listed_on or active or len(removal_reason) > _LONG + 100:
+            raise _Declined
+        texts.append(removal_reason)
+        days.append(removed_text)
+    if (removed_on or listed_on) > issue_day:
+        raise _Declined
+    return _from_dict(
+        ReportListEntry,
+        {
+            "origin": origin,
+            "origin_name": origin_name,
+            "list_kind": list_kind,
+            "decision_no": decision_no,
+            "authority": authority,
+            "reason": reason,
+            "listed_on": listed_on,
+            "publicity_end": publicity_end,
+            "active": active,
+            "why": why,
+            "removed_on": removed_on,
+            "removal_reason": removal_reason,
+        },
+    )
+
+
+def _canonical_penalty(
+    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
+) -> ReportPenalty:
+    authority, decided_text, decision_no, summary = _values(raw, _PENALTY_KEYS)
+    decided_on = _day(decided_text)
+    if (
+        decided_on > issue_day
+        or len(authority) > _SHORT
+        or len(decision_no) > 100
+        or len(summary) > _LONG
+    ):
+        raise _Declined
+    texts += (authority, decision_no, summary)
+    days.append(decided_text)
+    return _from_dict(
+        ReportPenalty,
+        {
+            "authority": authority,
+            "decision_no": decision_no,
+            "decided_on": decided_on,
+            "summary": summary,
+        },
+    )
+
+
+def _canonical_licence(
+    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
+) -> ReportLicence:
+    authority, issued_text, licence_no, summary = _values(raw, _LICENCE_KEYS)
+    issued_on = _day(issued_text)
+    if (
+        issued_on > issue_day
+        or len(authority) > _SHORT
+        or len(licence_no) > 100
+        or len(summary) > _LONG
+    ):
+        raise _Declined
+    texts += (authority, licence_no, summary)
+    days.append(issued_text)
+    return _from_dict(
+        ReportLicence,
+        {
+            "authority": authority,
+            "licence_no": licence_no,
+            "issued_on": issued_on,
+            "summary": summary,
+        },
+    )
+
+
+def _canonical_rating(
+    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
+) -> ReportRating:
+    common_grade, grade, issued_text, issuer, scale, valid_text = _values(raw, _RATING_KEYS)
+    issued_on, valid_until = _day(issued_text), _day(valid_text)
+    if (
+        valid_until < issued_on
+        or issued_on > issue_day
+        or len(issuer) > _SHORT
+        or len(scale) > 100
+        or len(grade) > 32
+    ):
+        raise _Declined
+    texts += (issuer, scale, grade)
+    if common_grade is not None:
+        if len(common_grade) > 16:
+            raise _Declined
+        texts.append(common_grade)
+    days += (issued_text, valid_text)
+    return _from_dict(
+        ReportRating,
+        {
+            "issuer": issuer,
+            "scale": scale,
+            "grade": grade,
+            "common_grade": common_grade,
+            "issued_on": issued_on,
+            "valid_until": valid_until,
+        },
+    )
+
+
+def _canonical_commitment(
+    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
+) -> ReportCommitment:
+    content, made_text = _values(raw, _COMMITMENT_KEYS)
+    made_on = _day(made_text)
+    if made_on > issue_day or len(content) > _LONG:
+        raise _Declined
+    texts.append(content)
+    days.append(made_text)
+    return _from_dict(ReportCommitment, {"made_on": made_on, "content": content})
 
 
 def sign_report(report: CreditReport, key: SigningKey) -> SignedReport:
@@ -897,6 +1376,7 @@ def verify_offline(
     if versions != sorted(set(versions)):
         raise InvalidInputError("the manifest chain must be in strictly increasing versions")
     report = signed.report
+    issued_text = report._issued_at_text
     reasons: list[str] = []
 
     def invalid(reason: str, *, signature_ok: bool = False) -> OfflineVerdict:
@@ -945,29 +1425,25 @@ def verify_offline(
             what = "key was replaced" if now_member else "membership ended"
             return invalid(
                 f"issued after the issuer's {what} in v{later.manifest.version} (trusted "
-                f"since {format_utc(later.trusted_from)}); issued at "
-                f"{format_utc(report.issued_at)}",
+                f"since {format_utc(later.trusted_from)}); issued at {issued_text}",
                 signature_ok=True,
             )
     reasons.append(
-        f"key history: {report.issuer}'s key was still current at the issue time "
-        f"{format_utc(report.issued_at)}: ok"
+        f"key history: {report.issuer}'s key was still current at the issue time {issued_text}: ok"
     )
     # (6) not from the future
     if report.issued_at > now + max_skew:
         return invalid(
-            f"dated in the future: issued at {format_utc(report.issued_at)}, now "
+            f"dated in the future: issued at {issued_text}, now "
             f"{format_utc(now)} (allowed clock skew {max_skew})",
             signature_ok=True,
         )
-    reasons.append(f"issue time: {format_utc(report.issued_at)} is not in the future: ok")
+    reasons.append(f"issue time: {issued_text} is not in the future: ok")
     # (7) validity period
     if now > report.valid_until:
-        reasons.append(
-            f"expired: valid until {format_utc(report.valid_until)}, now {format_utc(now)}"
-        )
+        reasons.append(f"expired: valid until {report._valid_until_text}, now {format_utc(now)}")
         return OfflineVerdict(True, "expired", tuple(reasons), report)
-    reasons.append(f"validity: valid until {format_utc(report.valid_until)}: ok")
+    reasons.append(f"validity: valid until {report._valid_until_text}: ok")
     return OfflineVerdict(True, "valid", tuple(reasons), report)
 
 

@@ -122,7 +122,13 @@ def normalize_identifier(text: str) -> str:
     dropped like whitespace. Only ASCII letters are upper-cased, so no exotic letter can
     turn into a valid one. The steps repeat until nothing changes (removing a character
     can let NFKC compose its neighbours), which makes the function idempotent.
+
+    Fast path, same result: ASCII letters and digits are their own NFKC form, neither
+    whitespace nor format characters, so such text only needs upper-casing (what a stored
+    or signed identifier always is).
     """
+    if text.isascii() and text.isalnum():
+        return text.upper()
     current = text
     for _ in range(8):
         step = unicodedata.normalize("NFKC", current)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import string
+import unicodedata
 from collections.abc import Callable
 
 import pytest
@@ -423,6 +425,31 @@ def test_mistyped_resident_id_never_leaks(value: str, pos: int, edit: str) -> No
         assert changed not in shown and value[6:14] not in shown
     else:  # a valid all-digit USCC by coincidence: still shown masked only
         assert result.masked != changed
+
+
+def _normalize_step_by_step(text: str) -> str:
+    """normalize_identifier without its fast path for ASCII letters and digits."""
+    current = text
+    for _ in range(8):
+        step = unicodedata.normalize("NFKC", current)
+        step = "".join(
+            ch.upper() if "a" <= ch <= "z" else ch
+            for ch in step
+            if not ch.isspace() and unicodedata.category(ch) != "Cf"
+        )
+        if step == current:
+            break
+        current = step
+    return current
+
+
+@given(
+    st.text(alphabet=string.ascii_letters + string.digits, max_size=40)
+    | st.text(alphabet=string.ascii_letters + string.digits + " \t\u00a0\u200bï９ａ", max_size=20)
+    | st.text(max_size=20)
+)
+def test_normalisation_fast_path_gives_what_the_steps_give(text: str) -> None:
+    assert normalize_identifier(text) == _normalize_step_by_step(text)
 
 
 @given(st.text())
