@@ -81,6 +81,7 @@ from node.demo import (
     DemoNode,
     all_reachable,
     create_nodes,
+    matching_ready,
     sign,
     start,
     stop,
@@ -691,6 +692,8 @@ def measure_rpc(
                 start(node)
             wait_until("both nodes answer", lambda: all(responds(n) for n in nodes), nodes, logs)
             wait_until("the nodes reach each other", lambda: all_reachable(nodes, 1), nodes, logs)
+            # Each node encrypts its private-matching table at start-up: not what is measured.
+            wait_until("the matching tables are built", lambda: matching_ready(nodes), nodes, logs)
         say(f"  both nodes started and connected after {time.monotonic() - started:.1f}s")
         issuer, verifier = ReportClient(issuer_node), ReportClient(verifier_node)
         clients.extend([issuer, verifier])

@@ -69,7 +69,7 @@ from federation.presets import preset
 from federation.sanctions import ListKind
 from node.client import NodeClient
 from node.config import SETTINGS, load_config, render_config
-from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
+from node.demo import DemoNode, all_reachable, create_nodes, matching_ready, sign, start, stop
 from node.keystore import load_node_keys
 from node.ledger import AddEntry, Outcome, OwnLog
 from node.logstore import LogStore
@@ -686,6 +686,10 @@ def measure_propagation(root: Path, changes: int) -> tuple[list[float], dict[str
             start(node)
         took = wait_until(
             "every node reaches every other", lambda: all_reachable(nodes, 1), nodes, logs
+        )
+        # Each node encrypts its private-matching table at start-up: not what is measured.
+        took += wait_until(
+            "the matching tables are built", lambda: matching_ready(nodes), nodes, logs
         )
         say(f"propagation: all {len(nodes)} nodes connected after {took:.1f}s")
         submitter = NodeClient(publisher.config, timeout_s=10.0)
