@@ -20,11 +20,14 @@ never shown in clear by ``repr`` or in an error message.
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import datetime as dt
 import enum
 import functools
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -589,8 +592,27 @@ def entry_id(origin: str, authority: str, decision_no: str) -> str:
     The same decision (authority, decision document number) in the same city is the same
     entry, which makes a resubmission recognisable (the idempotency key).
     """
+    return hashlib.sha256(_decision_key(origin, authority, decision_no)).hexdigest()[:ENTRY_ID_HEX]
+
+
+_json_string = json.encoder.encode_basestring  # what canonical JSON writes for a text
+
+
+def _decision_key(origin: str, authority: str, decision_no: str) -> bytes:
+    """``canonical_bytes({"origin": ..., "authority": ..., "decision_no": ...})``.
+
+    Three texts (the usual case) are written directly, keys in sorted order, each string
+    as the canonical encoder writes it; anything else (or a lone surrogate, which has no
+    UTF-8 form) goes to ``canonical_bytes``, which encodes or explains.
+    """
+    if type(origin) is str and type(authority) is str and type(decision_no) is str:
+        with contextlib.suppress(UnicodeEncodeError):
+            return (
+                f'{{"authority":{_json_string(authority)},'
+                f'"decision_no":{_json_string(decision_no)},"origin":{_json_string(origin)}}}'
+            ).encode()
     key = {"origin": origin, "authority": authority, "decision_no": decision_no}
-    return hashlib.sha256(canonical_bytes(key)).hexdigest()[:ENTRY_ID_HEX]
+    return canonical_bytes(key)
 
 
 def _check_publicity(entry: SanctionEntry, policy: ListPolicy) -> None:
@@ -783,6 +805,11 @@ class Envelope:
     def from_bytes(cls, data: bytes) -> Envelope:
         """Parse leaf bytes strictly; anything but the canonical form of a valid envelope
         is an :class:`InvalidInputError`."""
+        return _read_canonical_envelope(data) or cls._read_strict(data)
+
+    @classmethod
+    def _read_strict(cls, data: bytes) -> Envelope:
+        """The general reader: every rule checked on its own, each failure explained."""
         where = "list event envelope"
         document = _parse_bounded(data, MAX_ENVELOPE_BYTES, where)
         if set(document) != set(_ENVELOPE_FIELDS):
@@ -875,6 +902,15 @@ class EventBody:
     @classmethod
     def from_bytes(cls, data: bytes, event: EventType) -> EventBody:
         """Parse body bytes strictly, for an envelope whose event is ``event``."""
+        if event in (EventType.ADD, EventType.AMEND):
+            body = _read_canonical_entry_body(data)
+            if body is not None:
+                return body
+        return cls._read_strict(data, event)
+
+    @classmethod
+    def _read_strict(cls, data: bytes, event: EventType) -> EventBody:
+        """The general reader: every rule checked on its own, each failure explained."""
         where = "list event body"
         document = _parse_bounded(data, MAX_BODY_BYTES, where)
         payload = _PAYLOAD[EventType(event)]
@@ -971,6 +1007,204 @@ def open_body(envelope: Envelope, body_bytes: bytes) -> EventBody:
     return body
 
 
+# --- reading canonical envelopes and bodies in one pass -------------------------------------
+#
+# A replica checks every event it receives, a million for a large list: strict parsing, every
+# field, the canonical form. Nearly every envelope and body is in canonical form (seal()
+# writes them so), and for such bytes the general readers' work has cheaper equivalents:
+# one regular expression gives both the structure and the canonical form, and the field
+# checks run once on the values, not again in ``__post_init__``. Whatever the one-pass
+# readers are not sure of (``None``) goes to the general readers, which decide and explain:
+# both accept the same bytes and give equal objects
+# (tests/federation/test_sanctions_canonical_reader.py).
+
+# A JSON string that canonical JSON writes as is, holding no control character: JSON escapes
+# quotes, backslashes and U+0000-U+001F; U+007F-U+009F (category Cc as well) are left out so
+# that no text needs a look for control characters afterwards.
+_CHARS = r'[^"\\\x00-\x1f\x7f-\x9f]*'
+_STRING = f'"({_CHARS})"'
+_DAY = r'"([0-9]{4}-[0-9]{2}-[0-9]{2})"'
+
+
+def _one_of(values: Iterable[str]) -> str:
+    """A JSON string that is one of ``values`` (as a group)."""
+    return '"(' + "|".join(re.escape(value) for value in values) + ')"'
+
+
+# The canonical JSON of an envelope: keys sorted, no space, each value as to_json writes it.
+_CANONICAL_ENVELOPE = re.compile(
+    r'\{"at":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})Z",'
+    r'"body_sha256":"([0-9a-f]{64})","entry_id":"([0-9a-f]{32})",'
+    rf'"event":{_one_of(e.value for e in EventType)},'
+    r'"index":(0|[1-9][0-9]{0,18}),'
+    rf'"list_kind":{_one_of(k.value for k in ListKind)},'
+    r'"origin":"([0-9]{6})",'
+    rf'"type":"{re.escape(EVENT_TYPE)}"\}}'
+)
+# The canonical JSON of an add or amend body; ``measures`` is a list of strings.
+_CANONICAL_ENTRY_BODY = re.compile(
+    rf'\{{"entry":\{{"appeal":{_STRING},"authority":{_STRING},"decision_no":{_STRING},'
+    rf'"legal_basis":{_STRING},"list_kind":{_one_of(k.value for k in ListKind)},'
+    rf'"listed_on":{_DAY},"measures":\[((?:"{_CHARS}"(?:,"{_CHARS}")*)?)\],'
+    rf'"publicity_end":{_DAY},"reason":{_STRING},'
+    rf'"subject":\{{"id":{_STRING},"kind":{_one_of(k.value for k in SubjectKind)},'
+    rf'"name":{_STRING}\}}\}},"salt":"([A-Za-z0-9+/]{{22}}==)"\}}'
+)
+# What parse_subject would check as a resident ID first (digits, the last one maybe X).
+_RESIDENT_SHAPE = re.compile("[0-9]{17}[0-9X]")
+_LIST_KINDS: Mapping[str, ListKind] = MappingProxyType({k.value: k for k in ListKind})
+_EVENT_TYPES: Mapping[str, EventType] = MappingProxyType({e.value: e for e in EventType})
+_SUBJECT_KINDS: Mapping[str, SubjectKind] = MappingProxyType({k.value: k for k in SubjectKind})
+_strip = str.strip
+
+_T = TypeVar("_T")
+
+
+def _checked(cls: type[_T], values: dict[str, Any]) -> _T:
+    """An instance of the frozen dataclass ``cls`` holding ``values`` (all its fields),
+    without ``__post_init__``: for values that passed the same checks already."""
+    instance = object.__new__(cls)
+    object.__setattr__(instance, "__dict__", values)
+    return instance
+
+
+def _read_canonical_envelope(data: object) -> Envelope | None:
+    """:meth:`Envelope.from_bytes` for an envelope in canonical form; ``None`` otherwise.
+
+    The expression admits only the canonical JSON of an object with exactly the envelope's
+    fields, each of the right type and form (hex digests, a non-negative integer written
+    without leading zeros, known event and list kind, the type). Left to check: the origin,
+    the index bound, and that the time is a real one that ``format_utc`` writes as given
+    (years before 1000 it writes with fewer digits: the general reader decides those).
+    """
+    if type(data) is not bytes or len(data) > MAX_ENVELOPE_BYTES or not data.isascii():
+        return None
+    match = _CANONICAL_ENVELOPE.fullmatch(data.decode("ascii"))
+    if match is None:
+        return None
+    at_text, body_sha256, key, event, index_text, list_kind, origin = match.groups()
+    index = int(index_text)
+    if index > MAX_INDEX or not CITY_CODE.fullmatch(origin):
+        return None
+    try:
+        at = parse_utc(at_text + "Z")
+    except ValueError:
+        return None
+    if at.year < 1000:
+        return None
+    return _checked(
+        Envelope,
+        {
+            "origin": origin,
+            "index": index,
+            "at": at,
+            "event": _EVENT_TYPES[event],
+            "list_kind": _LIST_KINDS[list_kind],
+            "entry_id": key,
+            "body_sha256": body_sha256,
+        },
+    )
+
+
+def _read_canonical_entry_body(data: object) -> EventBody | None:
+    """:meth:`EventBody.from_bytes` for an add or amend body in canonical form; ``None``
+    otherwise.
+
+    The expression admits only the canonical JSON of a body with exactly the fields of an
+    entry body, every string free of control characters and of what JSON escapes, the
+    dates and the salt in the form ``to_json`` writes. Valid UTF-8 holds no lone surrogate.
+    What is left of ``_check_text`` (not empty, trimmed, within the limit), the dates, the
+    measures, the identifier and the salt is checked here, as :class:`SanctionEntry` and
+    :class:`Subject` check it.
+    """
+    if type(data) is not bytes or len(data) > MAX_BODY_BYTES:
+        return None
+    try:
+        match = _CANONICAL_ENTRY_BODY.fullmatch(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+    if match is None:
+        return None
+    (
+        appeal,
+        authority,
+        decision_no,
+        legal_basis,
+        list_kind,
+        listed_text,
+        measures_text,
+        end_text,
+        reason,
+        subject_id,
+        subject_kind,
+        name,
+        salt_text,
+    ) = match.groups()
+    measures = tuple(measures_text[1:-1].split('","')) if measures_text else ()
+    texts = [name, reason, legal_basis, authority, decision_no, *measures]
+    if (
+        not all(texts)
+        or list(map(_strip, texts)) != texts
+        or (appeal and _strip(appeal) != appeal)
+        or len(name) > _SHORT_TEXT["subject.name"]
+        or len(authority) > _SHORT_TEXT["authority"]
+        or len(decision_no) > _SHORT_TEXT["decision_no"]
+        or max(len(reason), len(legal_basis), len(appeal)) > _LONG_TEXT
+        or len(measures) > MAX_MEASURES
+        or (measures and max(map(len, measures)) > _MEASURE_TEXT)
+        or len(set(measures)) != len(measures)
+    ):
+        return None
+    try:
+        listed_on = dt.date.fromisoformat(listed_text)
+        publicity_end = dt.date.fromisoformat(end_text)
+    except ValueError:
+        return None
+    salt = binascii.a2b_base64(salt_text)
+    kind = _SUBJECT_KINDS[subject_kind]
+    if (
+        publicity_end <= listed_on
+        or len(salt) != SALT_BYTES
+        or b64encode(salt) != salt_text
+        or not _identifier_fits(kind, subject_id, listed_on)
+    ):
+        return None
+    subject = _checked(Subject, {"kind": kind, "id": subject_id, "name": name})
+    entry = _checked(
+        SanctionEntry,
+        {
+            "list_kind": _LIST_KINDS[list_kind],
+            "subject": subject,
+            "reason": reason,
+            "legal_basis": legal_basis,
+            "authority": authority,
+            "decision_no": decision_no,
+            "listed_on": listed_on,
+            "publicity_end": publicity_end,
+            "measures": measures,
+            "appeal": appeal,
+        },
+    )
+    return _checked(EventBody, {"salt": salt, "entry": entry, "removal": None, "objection": None})
+
+
+def _identifier_fits(kind: SubjectKind, value: str, listed_on: dt.date) -> bool:
+    """The identifier checks of :class:`Subject` and :class:`SanctionEntry`.
+
+    A valid USCC that is not shaped like a resident ID is what ``parse_subject`` detects
+    it to be: the detection needs no second validation then.
+    """
+    if len(value) > 64 or normalize_identifier(value) != value:
+        return False
+    try:
+        SubjectId(kind, value)
+        if kind is SubjectKind.USCC and not _RESIDENT_SHAPE.fullmatch(value):
+            return True
+        return parse_subject(value, today=listed_on).kind is kind
+    except InvalidIdentifierError:
+        return False
+
+
 # --- entry state: the one state machine ----------------------------------------------------
 
 
@@ -1039,12 +1273,11 @@ def apply_event(state: EntryState | None, envelope: Envelope, body: EventBody) -
     :class:`FailedPreconditionError` saying what is wrong.
     """
     _check_consistent(envelope, body)
-    where = f"event {envelope.index} of {envelope.origin} ({envelope.event}, {envelope.entry_id})"
     if envelope.event is EventType.ADD:
         if state is not None:
             raise FailedPreconditionError(
-                f"{where}: the entry already exists (added at index {state.last_index} or "
-                "before); an add cannot replace it"
+                f"{_where(envelope)}: the entry already exists (added at index "
+                f"{state.last_index} or before); an add cannot replace it"
             )
         assert body.entry is not None  # _check_consistent: an add carries an entry
         return EntryState(
@@ -1057,18 +1290,19 @@ def apply_event(state: EntryState | None, envelope: Envelope, body: EventBody) -
             updated_at=envelope.at,
         )
     if state is None:
-        raise FailedPreconditionError(f"{where}: no such entry (it was never added)")
+        raise FailedPreconditionError(f"{_where(envelope)}: no such entry (it was never added)")
     if (state.origin, state.entry_id) != (envelope.origin, envelope.entry_id):
         raise FailedPreconditionError(
-            f"{where}: the state given is of entry {state.entry_id} of {state.origin}"
+            f"{_where(envelope)}: the state given is of entry {state.entry_id} of {state.origin}"
         )
     if envelope.index <= state.last_index:
         raise FailedPreconditionError(
-            f"{where}: the entry is already at index {state.last_index}; events apply in order"
+            f"{_where(envelope)}: the entry is already at index {state.last_index}; "
+            "events apply in order"
         )
     if envelope.list_kind is not state.entry.list_kind:
         raise FailedPreconditionError(
-            f"{where}: the entry is on {state.entry.list_kind.value}, "
+            f"{_where(envelope)}: the entry is on {state.entry.list_kind.value}, "
             f"the event says {envelope.list_kind.value}"
         )
     moved = {"last_index": envelope.index, "updated_at": envelope.at}
@@ -1076,15 +1310,20 @@ def apply_event(state: EntryState | None, envelope: Envelope, body: EventBody) -
         assert body.entry is not None
         problem = _amend_problem(state, body.entry)
         if problem:
-            raise FailedPreconditionError(f"{where}: {problem}")
+            raise FailedPreconditionError(f"{_where(envelope)}: {problem}")
         return _replace(state, entry=body.entry, **moved)
     if envelope.event is EventType.REMOVE:
         if state.removal is not None:
             raise FailedPreconditionError(
-                f"{where}: the entry was already removed on {state.removal.removed_on}"
+                f"{_where(envelope)}: the entry was already removed on {state.removal.removed_on}"
             )
         return _replace(state, removal=body.removal, **moved)
     return _replace(state, objection=body.objection, **moved)
+
+
+def _where(envelope: Envelope) -> str:
+    """An event, for a message (only built when there is something to say)."""
+    return f"event {envelope.index} of {envelope.origin} ({envelope.event}, {envelope.entry_id})"
 
 
 def _replace(state: EntryState, **changes: Any) -> EntryState:

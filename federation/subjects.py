@@ -258,8 +258,8 @@ def _validate_uscc(value: str) -> list[str]:
     warnings = []
     if value[1] not in _USCC_ORG_TYPES:
         warnings.append(f"position 2 (organisation type) {value[1]!r} is not a type 1-9")
-    org_expected = organisation_code_check_char(value[8:16])
     if not _org_code_ok(value):
+        org_expected = organisation_code_check_char(value[8:16])
         warnings.append(
             f"organisation code check character (position 17) is {value[16]!r}, "
             f"GB 11714 expects {org_expected!r}"

@@ -32,6 +32,11 @@ from node.storage.lists import EntryRepository, EntryRow, LogHead, LogRepository
 
 log = logging.getLogger(__name__)
 
+# json.dumps(value, ensure_ascii=False, sort_keys=True) and json.dumps(value, ensure_ascii=False)
+# (the stored forms), with the encoders made once rather than for every row.
+_entry_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+_json = json.JSONEncoder(ensure_ascii=False).encode
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Leaf:
@@ -192,11 +197,9 @@ def row_from_state(state: EntryState, now: dt.datetime) -> EntryRow:
         removed_on=None if removal is None else removal.removed_on,
         removal_reason=None if removal is None else RemovalReason(removal.reason).value,
         objection_open=state.objection is not None and state.objection.open,
-        entry=json.dumps(entry.to_json(), ensure_ascii=False, sort_keys=True),
-        removal=None if removal is None else json.dumps(removal.to_json(), ensure_ascii=False),
-        objection=None
-        if state.objection is None
-        else json.dumps(state.objection.to_json(), ensure_ascii=False),
+        entry=_entry_json(entry.to_json()),
+        removal=None if removal is None else _json(removal.to_json()),
+        objection=None if state.objection is None else _json(state.objection.to_json()),
         last_index=state.last_index,
         updated_at=state.updated_at if state.updated_at else now,
     )

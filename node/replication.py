@@ -251,13 +251,14 @@ class Replicator:
 
     @staticmethod
     def _decode(origin: str, index: int, leaf: lists_pb2.LogLeaf) -> Leaf:
-        envelope = Envelope.from_bytes(leaf.envelope)
+        data, body_data = leaf.envelope, leaf.body  # each read of a field copies its bytes
+        envelope = Envelope.from_bytes(data)
         if envelope.origin != origin or envelope.index != index:
             raise InvalidInputError(
                 f"leaf {index} of {origin} names {envelope.origin} at {envelope.index}"
             )
-        body = open_body(envelope, leaf.body) if leaf.body else None
-        return Leaf(envelope, leaf.envelope, leaf_hash(leaf.envelope), body, leaf.body or None)
+        body = open_body(envelope, body_data) if body_data else None
+        return Leaf(envelope, data, leaf_hash(data), body, body_data or None)
 
     def check_against_replica(
         self, store: LogStore, signed: SignedCheckpoint, *, reported_by: str
