@@ -93,6 +93,7 @@ def judge(figures: dict[str, Any]) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     holder_entries: int
+    node_holder_entries: int
     batch: int
     overlap: float
     fnp_holder: int
@@ -190,10 +191,11 @@ def one_subject_via_nodes(settings: Settings, root: Path) -> tuple[list[float], 
     logs = NodeLogs(nodes)
     day = (SystemClock().now().astimezone(CHINA_TZ) - dt.timedelta(days=30)).date()
     by_city = {n.member.city_code: n for n in nodes}
+    entries = settings.node_holder_entries
     for city in holders:
-        say(f"  {city} records {settings.holder_entries:,} watch-list entries (untimed)")
-        populate(by_city[city], settings.holder_entries, kind=ListKind.WATCH_LIST, day=day)
-    bins = matching.bins_for(matching.capacity_for(settings.holder_entries))
+        say(f"  {city} records {entries:,} watch-list entries (untimed)")
+        populate(by_city[city], entries, kind=ListKind.WATCH_LIST, day=day)
+    bins = matching.bins_for(matching.capacity_for(entries))
     details: dict[str, Any] = {}
     try:
         for node in nodes:
@@ -227,7 +229,7 @@ def one_subject_via_nodes(settings: Settings, root: Path) -> tuple[list[float], 
         for i in range(settings.one_subject_rounds):
             holder = holders[i % len(holders)]
             listed = i % 2 == 0
-            serial = rng.randrange(settings.holder_entries) if listed else 10**6 + i
+            serial = rng.randrange(entries) if listed else 10**6 + i
             subject = sample_uscc(holder, serial)
             started = time.monotonic()
             answer = querier.match_one(subject)
@@ -302,7 +304,7 @@ async def run(settings: Settings) -> dict[str, Any]:
         )
     say(f"batch: {len(got)} hits, all correct")
 
-    say(f"one subject against 4 holders of {settings.holder_entries:,} entries: real nodes")
+    say(f"one subject against 4 holders of {settings.node_holder_entries:,} entries: real nodes")
     with tempfile.TemporaryDirectory(prefix="bench-matching-") as root:
         latencies, node_details = await asyncio.to_thread(
             one_subject_via_nodes, settings, Path(root)
@@ -331,6 +333,7 @@ async def run(settings: Settings) -> dict[str, Any]:
         "holder_entries": len(holder),
         "batch_subjects": len(batch),
         "key_bits": settings.key_bits,
+        "one_subject_holder_entries": settings.node_holder_entries,
         "one_subject_p50_ms": round(percentile(latencies, 50), 1),
         "one_subject_p95_ms": round(percentile(latencies, 95), 1),
         "batch_online_s": online_s,
@@ -373,6 +376,11 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--quick", action="store_true", help="small sets (under a minute)")
     parser.add_argument("--entries", type=int, help="holder list size (default 100,000)")
     parser.add_argument("--batch", type=int, help="subjects screened (default 10,000)")
+    parser.add_argument(
+        "--node-entries",
+        type=int,
+        help="entries of each of the four holder nodes in the one-subject run (default: --entries)",
+    )
     parser.add_argument("--output", type=Path, help="results file (default bench/results/)")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -383,6 +391,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     output = args.output or RESULTS_DIR / ("matching-quick.json" if quick else "matching.json")
     return Settings(
         holder_entries=entries,
+        node_holder_entries=args.node_entries or entries,
         batch=batch,
         overlap=0.1,
         fnp_holder=200 if quick else 2_000,
