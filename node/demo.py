@@ -69,7 +69,7 @@ M = "C"
 C = "C"
 D = "D"
 """
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 30.0  # the server grace (5 s) plus the matching pool, on a busy machine
 
 Say = Callable[[str], None]
 
