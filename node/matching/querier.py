@@ -58,6 +58,7 @@ from federation.matching import (
 )
 from federation.member import check_city_code
 from federation.subjects import mask_resident_id, parse_subject
+from node.background import Background
 from node.matching.keys import subject_key
 from node.matching.pool import MatchingPool
 from node.matching.tables import OWN_DIR, PEERS_DIR, TableStore
@@ -187,7 +188,7 @@ class MatchQuerier:
         self._peers: dict[str, _Peer] = {}
         self._active = 0  # queries running: the pool is refilled only when none is
         self._wanted = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     # --- tables held -------------------------------------------------------------------
 
@@ -231,9 +232,7 @@ class MatchQuerier:
         """Fetch ``city``'s changes soon (it announced some), unless a fetch is running."""
         if city == self._me or self._peer(city).fetching.locked():
             return
-        task = asyncio.get_running_loop().create_task(self._replicate_logged(city))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(self._replicate_logged(city))
 
     def notice(self, city: str) -> None:
         """``city`` announced a change of its lists: its table follows within about a second
@@ -241,9 +240,7 @@ class MatchQuerier:
         the epoch did not move yet."""
         if city == self._me or self._trust.current.member(city) is None:
             return
-        task = asyncio.get_running_loop().create_task(self._fetch_after_notice(city))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(self._fetch_after_notice(city))
 
     async def _fetch_after_notice(self, city: str) -> None:
         before = self.held(city)
@@ -727,12 +724,7 @@ class MatchQuerier:
         return None if peer is None else peer.header
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._background.close()
         for peer in self._peers.values():
             peer.store.close()
 
