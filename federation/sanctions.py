@@ -485,6 +485,12 @@ class SanctionEntry:
         """The id of this entry in ``origin``'s log (see :func:`entry_id`)."""
         return entry_id(origin, self.authority, self.decision_no)
 
+    @functools.cached_property
+    def canonical_json(self) -> str:
+        """The canonical JSON text of :meth:`to_json` (what a signed body holds), made once;
+        a replica stores it with the entry's state."""
+        return canonical_bytes(self.to_json()).decode("utf-8")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "list_kind": self.list_kind.value,
@@ -1050,6 +1056,8 @@ _CANONICAL_ENTRY_BODY = re.compile(
     rf'"subject":\{{"id":{_STRING},"kind":{_one_of(k.value for k in SubjectKind)},'
     rf'"name":{_STRING}\}}\}},"salt":"([A-Za-z0-9+/]{{22}}==)"\}}'
 )
+# Where the entry object lies in the text of a canonical entry body.
+_ENTRY_START, _ENTRY_END = len('{"entry":'), -len(',"salt":"' + "A" * 24 + '"}')
 # What parse_subject would check as a resident ID first (digits, the last one maybe X).
 _RESIDENT_SHAPE = re.compile("[0-9]{17}[0-9X]")
 _LIST_KINDS: Mapping[str, ListKind] = MappingProxyType({k.value: k for k in ListKind})
@@ -1120,9 +1128,10 @@ def _read_canonical_entry_body(data: object) -> EventBody | None:
     if type(data) is not bytes or len(data) > MAX_BODY_BYTES:
         return None
     try:
-        match = _CANONICAL_ENTRY_BODY.fullmatch(data.decode("utf-8"))
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    match = _CANONICAL_ENTRY_BODY.fullmatch(text)
     if match is None:
         return None
     (
@@ -1183,6 +1192,9 @@ def _read_canonical_entry_body(data: object) -> EventBody | None:
             "publicity_end": publicity_end,
             "measures": measures,
             "appeal": appeal,
+            # The body is canonical, so its "entry" value is the entry's canonical JSON:
+            # between '{"entry":' and ',"salt":"<24 characters>"}'.
+            "canonical_json": text[_ENTRY_START:_ENTRY_END],
         },
     )
     return _checked(EventBody, {"salt": salt, "entry": entry, "removal": None, "objection": None})

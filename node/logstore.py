@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # json.dumps(value, ensure_ascii=False, sort_keys=True) and json.dumps(value, ensure_ascii=False)
 # (the stored forms), with the encoders made once rather than for every row.
-_entry_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 _json = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -197,7 +196,7 @@ def row_from_state(state: EntryState, now: dt.datetime) -> EntryRow:
         removed_on=None if removal is None else removal.removed_on,
         removal_reason=None if removal is None else RemovalReason(removal.reason).value,
         objection_open=state.objection is not None and state.objection.open,
-        entry=_entry_json(entry.to_json()),
+        entry=entry.canonical_json,
         removal=None if removal is None else _json(removal.to_json()),
         objection=None if state.objection is None else _json(state.objection.to_json()),
         last_index=state.last_index,

@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -36,6 +36,7 @@ from federation.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoin
 from federation.clock import Clock
 from federation.errors import CreditNetError, InvalidInputError, InvalidProofError
 from federation.merkle import (
+    CompactRange,
     leaf_hash,
     range_hash,
     verify_consistency,
@@ -194,71 +195,13 @@ class Replicator:
                 start=store.size, end=checkpoint.size, max_batch=MAX_BATCH, count=STREAM_LEAVES
             )
             stream = stub.StreamLog(request, timeout=STREAM_TIMEOUT_S)
-            async for batch in stream:
-                # Checking and applying a batch takes a few hundred milliseconds of CPU and
-                # disk: done on a worker thread so that the node keeps answering meanwhile.
-                await asyncio.to_thread(
-                    self._apply_batch, origin, store, checkpoint, batch, document
-                )
+            await apply_stream(origin, store, checkpoint, document, stream)
             if store.size == before:
                 break
         if store.size != checkpoint.size:
             raise InvalidInputError(
                 f"{origin} ended the stream at {store.size} of {checkpoint.size} leaves"
             )
-
-    def _apply_batch(
-        self,
-        origin: str,
-        store: LogStore,
-        checkpoint: Checkpoint,
-        batch: peer_pb2.StreamLogResponse,
-        document: bytes,
-    ) -> None:
-        store.append(self._verify_batch(origin, store, checkpoint, batch), checkpoint=document)
-
-    def _verify_batch(
-        self,
-        origin: str,
-        store: LogStore,
-        checkpoint: Checkpoint,
-        batch: peer_pb2.StreamLogResponse,
-    ) -> list[Leaf]:
-        if batch.start != store.size:
-            raise InvalidInputError(
-                f"{origin} sent a batch at {batch.start}, expected {store.size}"
-            )
-        if not batch.leaves or batch.start + len(batch.leaves) > checkpoint.size:
-            raise InvalidInputError(f"{origin} sent a batch outside [0, {checkpoint.size})")
-        if len(batch.leaves) > MAX_BATCH:
-            raise InvalidInputError(
-                f"{origin} sent {len(batch.leaves)} leaves; at most {MAX_BATCH}"
-            )
-        leaves = [
-            self._decode(origin, batch.start + i, leaf) for i, leaf in enumerate(batch.leaves)
-        ]
-        try:
-            verify_extension(
-                store.range,
-                [leaf.hash for leaf in leaves],
-                list(batch.right_hashes),
-                checkpoint.size,
-                checkpoint.root,
-            )
-        except InvalidProofError as exc:
-            raise InvalidProofError(f"{origin}: {exc.message}") from None
-        return leaves
-
-    @staticmethod
-    def _decode(origin: str, index: int, leaf: lists_pb2.LogLeaf) -> Leaf:
-        data, body_data = leaf.envelope, leaf.body  # each read of a field copies its bytes
-        envelope = Envelope.from_bytes(data)
-        if envelope.origin != origin or envelope.index != index:
-            raise InvalidInputError(
-                f"leaf {index} of {origin} names {envelope.origin} at {envelope.index}"
-            )
-        body = open_body(envelope, body_data) if body_data else None
-        return Leaf(envelope, data, leaf_hash(data), body, body_data or None)
 
     def check_against_replica(
         self, store: LogStore, signed: SignedCheckpoint, *, reported_by: str
@@ -363,6 +306,79 @@ class Replicator:
         self._state(origin).failures = 0
         with contextlib.suppress(RuntimeError):
             self.schedule(origin)
+
+
+async def apply_stream(
+    origin: str,
+    store: LogStore,
+    checkpoint: Checkpoint,
+    document: bytes,
+    stream: AsyncIterable[peer_pb2.StreamLogResponse],
+) -> None:
+    """Check each batch against the checkpoint, then store it, in order, one at a time.
+
+    Checking and storing take a few hundred milliseconds of CPU and disk per batch: both
+    run on worker threads so that the node keeps answering meanwhile, and in a pipeline,
+    the next batch checked while the previous one is stored (SQLite writes without
+    holding the GIL). At most one checked batch waits in memory; a batch is stored only
+    after every batch before it, and nothing after a batch that fails.
+    """
+    verified = store.range
+    storing: asyncio.Task[None] | None = None
+    try:
+        async for batch in stream:
+            leaves, verified = await asyncio.to_thread(
+                verify_batch, origin, verified, checkpoint, batch
+            )
+            if storing is not None:
+                await storing
+            storing = asyncio.create_task(
+                asyncio.to_thread(store.append, leaves, checkpoint=document)
+            )
+    finally:
+        if storing is not None:
+            await storing
+
+
+def verify_batch(
+    origin: str,
+    verified: CompactRange,
+    checkpoint: Checkpoint,
+    batch: peer_pb2.StreamLogResponse,
+) -> tuple[list[Leaf], CompactRange]:
+    """The batch's leaves, and the range they extend ``verified`` to: only if they are
+    exactly the next leaves of the tree whose signed root ``checkpoint`` holds."""
+    if batch.start != verified.end:
+        raise InvalidInputError(f"{origin} sent a batch at {batch.start}, expected {verified.end}")
+    if not batch.leaves or batch.start + len(batch.leaves) > checkpoint.size:
+        raise InvalidInputError(f"{origin} sent a batch outside [0, {checkpoint.size})")
+    if len(batch.leaves) > MAX_BATCH:
+        raise InvalidInputError(f"{origin} sent {len(batch.leaves)} leaves; at most {MAX_BATCH}")
+    leaves = [decode_leaf(origin, batch.start + i, leaf) for i, leaf in enumerate(batch.leaves)]
+    try:
+        extended = verify_extension(
+            verified,
+            [leaf.hash for leaf in leaves],
+            list(batch.right_hashes),
+            checkpoint.size,
+            checkpoint.root,
+        )
+    except InvalidProofError as exc:
+        raise InvalidProofError(f"{origin}: {exc.message}") from None
+    return leaves, extended
+
+
+def decode_leaf(origin: str, index: int, leaf: lists_pb2.LogLeaf) -> Leaf:
+    """Leaf ``index`` of ``origin``'s log as received: its envelope must say so, and its
+    body (when this node may see it) must be the one the envelope commits to."""
+    data, body_data = leaf.envelope, leaf.body  # each read of a field copies its bytes
+    envelope = Envelope.from_bytes(data)
+    if envelope.origin != origin or envelope.index != index:
+        raise InvalidInputError(
+            f"leaf {index} of {origin} names {envelope.origin} at {envelope.index}"
+        )
+    body = open_body(envelope, body_data) if body_data else None
+    return Leaf(envelope, data, leaf_hash(data), body, body_data or None)
 
 
 def _contradiction(

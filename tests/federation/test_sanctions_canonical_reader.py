@@ -93,6 +93,9 @@ def agree_body(data: bytes, event: EventType = EventType.ADD) -> EventBody | Non
     if fast is not None:
         same(fast, strict)
         assert EventBody.from_bytes(data, event) == strict
+        # The entry's canonical JSON, taken from the body's text, is what encoding gives.
+        assert fast.entry is not None and strict.entry is not None
+        assert fast.entry.canonical_json == canonical_bytes(strict.entry.to_json()).decode()
     return fast
 
 
