@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import secrets
@@ -334,9 +335,14 @@ class PublicKey:
         if self.suite == SM2_SM3:
             _check_sm2_point(self.raw)
 
-    @property
+    @functools.cached_property
     def keyid(self) -> str:
         return hashlib.sha256(self.suite.encode() + b":" + self.raw).hexdigest()
+
+    @functools.cached_property
+    def _ed25519(self) -> ed25519.Ed25519PublicKey:
+        # Loaded once: a key verifies many signatures (checkpoints, reports, statements).
+        return ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
 
     def verify(self, signature: bytes, message: bytes) -> None:
         """Raise :class:`SignatureError` unless ``signature`` is valid for ``message``."""
@@ -346,7 +352,7 @@ class PublicKey:
                 raise SignatureError(f"signature by key {self.keyid[:16]} does not verify")
             return
         try:
-            ed25519.Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            self._ed25519.verify(signature, message)
         except InvalidSignature:
             raise SignatureError(f"signature by key {self.keyid[:16]} does not verify") from None
 
