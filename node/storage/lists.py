@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
 from federation.errors import FailedPreconditionError
-from node.storage.database import Database
+from node.storage.database import Database, PlannerStatistics
 from node.storage.repositories import truncate
 from node.storage.schema import (
     LOG_BLOCK_LEAVES,
@@ -191,6 +191,8 @@ class LogRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Replication fills these tables far faster than autovacuum re-analyses them.
+        self._statistics = PlannerStatistics(db, (log_leaves, log_blocks, list_entries))
         entry_upsert = _dialect_insert(db, list_entries)
         self._upsert_entries = entry_upsert.on_conflict_do_update(
             index_elements=[list_entries.c.origin, list_entries.c.entry_id],
@@ -270,6 +272,7 @@ class LogRepository:
             if stored != expected_size:
                 raise _size_mismatch(origin, expected_size, stored) from None
             raise
+        self._statistics.added(len(leaf_rows))
 
     def set_checkpoint(self, origin: str, size: int, checkpoint: bytes) -> None:
         """Record the signed checkpoint covering the stored head (sizes must match)."""
