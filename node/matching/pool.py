@@ -4,6 +4,7 @@ Full-size exponentiations dominate the protocol's cost (docs/private-matching.md
 Python runs one of them per core at a time, so every bulk operation is cut into chunks and
 mapped over a process pool (``spawn`` processes: safe beside gRPC's threads). The key
 travels with each chunk as plain integers; workers keep the derived CRT values cached.
+Workers exit by themselves when the node that started them is gone, killed or not.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import functools
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -19,7 +22,26 @@ from typing import TypeVar
 from federation.matching import HolderKey, TableLayout, answer_probes, querier_nth_residue
 
 CHUNK = 64
+# How often a worker checks that the node process that started it is still there.
+PARENT_CHECK_S = 1.0
 T = TypeVar("T")
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker start-up: exit as soon as ``parent`` (the node) is gone.
+
+    A node killed outright (SIGKILL, the OOM killer) cannot shut its pool down, and its
+    workers would wait for work forever: each holds both ends of the pool's queues, so
+    none ever reads an end of file. Outside a service manager that kills the whole
+    process group, they would outlive the node.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,7 +83,10 @@ class MatchingPool:
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
