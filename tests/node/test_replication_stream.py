@@ -15,9 +15,15 @@ from creditnet.v1 import lists_pb2, peer_pb2
 from federation.checkpoint import SignedCheckpoint
 from federation.clock import FixedClock
 from federation.errors import CreditNetError, InvalidInputError, InvalidProofError
-from federation.sanctions import DEFAULT_POLICIES, ListKind
+from federation.sanctions import (
+    DEFAULT_POLICIES,
+    ListKind,
+    Objection,
+    Removal,
+    RemovalReason,
+)
 from federation.signing import SigningKey
-from node.ledger import AddEntry, OwnLog
+from node.ledger import AddEntry, AmendEntry, Change, ObjectToEntry, OwnLog, RemoveEntry
 from node.logstore import LogStore
 from node.replication import apply_stream
 from node.samples import sample_entry
@@ -127,6 +133,49 @@ def test_a_good_stream_gives_the_publishers_log(publisher: Publisher, receiver: 
     assert receiver.checkpoint == publisher.signed.to_bytes()
     entry_ids = [leaf.entry_id for leaf in publisher.store._logs.leaves(ORIGIN, 0, SIZE)]
     assert len(receiver._entries.get_many(ORIGIN, entry_ids)) == SIZE
+
+
+def test_events_in_consecutive_batches_give_the_publishers_entry_states(
+    publisher: Publisher, receiver: LogStore
+) -> None:
+    # Events on entries whose earlier events are in the batch before, which may still be
+    # being stored: an objection, an amendment, a removal, the objection closed.
+    own = OwnLog(
+        store=publisher.store,
+        entries=publisher.store._entries,
+        signing_key=SigningKey.generate(),
+        policies=DEFAULT_POLICIES,
+        clock=FixedClock(NOW),
+    )
+    first = sample_entry(ORIGIN, 0, listed_on=LISTED)
+    second = sample_entry(ORIGIN, 1, listed_on=LISTED)
+    changes: list[Change] = [
+        ObjectToEntry(first.authority, first.decision_no, Objection(open=True, on=LISTED)),
+        AmendEntry(dataclasses.replace(second, reason="拒不履行生效法律文书确定的义务")),
+        RemoveEntry(
+            second.authority,
+            second.decision_no,
+            Removal(LISTED, RemovalReason.DECISION_REVOKED, second.authority),
+        ),
+        ObjectToEntry(first.authority, first.decision_no, Objection(open=False, on=LISTED)),
+    ]
+    for change in changes:  # one event, one checkpoint each
+        assert all(r.outcome.value == "applied" for r in own.submit([change]))
+    signed = own.store.signed_checkpoint()
+    assert signed is not None and signed.checkpoint.size == SIZE + len(changes)
+    publisher = Publisher(own.store, signed)
+
+    apply(publisher, receiver, publisher.batches([SIZE, 1, 1, 1, 1]))
+
+    assert receiver.root() == publisher.store.root()
+    ids = [leaf.entry_id for leaf in publisher.store._logs.leaves(ORIGIN, 0, SIZE)]
+    theirs = publisher.store._entries.get_many(ORIGIN, ids)
+    ours = receiver._entries.get_many(ORIGIN, ids)
+    assert ours == theirs
+    ours_first, ours_second = ours[ids[0]], ours[ids[1]]
+    assert ours_first.objection is not None and not ours_first.objection_open
+    assert ours_second.removal_reason == "decision-revoked"
+    assert "拒不履行生效法律文书确定的义务" in ours_second.entry
 
 
 def _tamper_leaf(batch: peer_pb2.StreamLogResponse) -> peer_pb2.StreamLogResponse:
