@@ -32,8 +32,8 @@ from node.storage.lists import EntryRepository, EntryRow, LogHead, LogRepository
 
 log = logging.getLogger(__name__)
 
-# json.dumps(value, ensure_ascii=False, sort_keys=True) and json.dumps(value, ensure_ascii=False)
-# (the stored forms), with the encoders made once rather than for every row.
+# json.dumps(value, ensure_ascii=False): the stored form of removals and objections (an
+# entry is stored as its canonical JSON), with the encoder made once rather than per row.
 _json = json.JSONEncoder(ensure_ascii=False).encode
 
 

@@ -37,6 +37,7 @@ from node.storage.database import Database, open_database
 from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository, SplitView
 from node.trust import install_manifest
 from tests.integration.conftest import Federation
+from tests.processes import alive, children
 
 #: Old enough to be inside every public kind's publicity window, recent enough to be active.
 LISTED_ON = dt.datetime.now(CHINA_TZ).date() - dt.timedelta(days=30)
@@ -159,30 +160,14 @@ def logged(node: DemoNode, msg: str) -> list[dict[str, object]]:
     return [m for m in messages(node) if m.get("msg") == msg]
 
 
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            found.update(int(child) for child in (task / "children").read_text().split())
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def kill9(node: DemoNode) -> None:
     """SIGKILL the node; the processes it started (its matching pool) must not outlive it."""
     assert node.process is not None and node.process.poll() is None
-    started = _children(node.process.pid)
+    started = children(node.process.pid)
     os.kill(node.process.pid, signal.SIGKILL)
     assert node.process.wait(timeout=10) == -signal.SIGKILL
     deadline = time.monotonic() + 20
-    while (left := {pid for pid in started if _running(pid)}) and time.monotonic() < deadline:
+    while (left := {pid for pid in started if alive(pid)}) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"processes {sorted(left)} outlived the killed node"
 

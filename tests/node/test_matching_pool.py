@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from node.matching.pool import PARENT_CHECK_S
+from tests.processes import alive
 
 # A stand-in for a node: starts a one-worker pool, prints the worker's pid, waits.
 NODE = """
@@ -22,14 +22,6 @@ asyncio.run(pool.querier_residues(3233, 1))  # the worker exists once it has don
 print(pool._pool().submit(os.getpid).result(), flush=True)
 sys.stdin.read()
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
 def start_node() -> tuple[subprocess.Popen[str], int]:
