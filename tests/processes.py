@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -22,3 +24,11 @@ def children(pid: int) -> set[int]:
         with contextlib.suppress(FileNotFoundError):
             found.update(int(child) for child in (task / "children").read_text().split())
     return found
+
+
+def still_running(pids: Iterable[int], seconds: float) -> set[int]:
+    """Those of ``pids`` that still run after waiting up to ``seconds`` for them to exit."""
+    deadline = time.monotonic() + seconds
+    while (left := {pid for pid in pids if alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left

@@ -37,7 +37,7 @@ from node.storage.database import Database, open_database
 from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository, SplitView
 from node.trust import install_manifest
 from tests.integration.conftest import Federation
-from tests.processes import alive, children
+from tests.processes import children, still_running
 
 #: Old enough to be inside every public kind's publicity window, recent enough to be active.
 LISTED_ON = dt.datetime.now(CHINA_TZ).date() - dt.timedelta(days=30)
@@ -166,9 +166,7 @@ def kill9(node: DemoNode) -> None:
     started = children(node.process.pid)
     os.kill(node.process.pid, signal.SIGKILL)
     assert node.process.wait(timeout=10) == -signal.SIGKILL
-    deadline = time.monotonic() + 20
-    while (left := {pid for pid in started if alive(pid)}) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    left = still_running(started, 20)
     assert not left, f"processes {sorted(left)} outlived the killed node"
 
 

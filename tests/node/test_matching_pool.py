@@ -9,13 +9,12 @@ import sys
 import time
 
 from node.matching.pool import PARENT_CHECK_S
-from tests.processes import alive
+from tests.processes import alive, still_running
 
 # A stand-in for a node: starts a one-worker pool, prints the worker's pid, waits.
 NODE = """
 import asyncio, os, sys
 from node.matching.pool import MatchingPool
-from federation.matching import querier_nth_residue
 
 pool = MatchingPool(workers=1)
 asyncio.run(pool.querier_residues(3233, 1))  # the worker exists once it has done a job
@@ -34,22 +33,14 @@ def start_node() -> tuple[subprocess.Popen[str], int]:
     return node, worker
 
 
-def wait_gone(pid: int, deadline_s: float) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return not alive(pid)
-
-
 def test_workers_exit_when_the_node_is_killed() -> None:
     node, worker = start_node()
     try:
         os.kill(node.pid, signal.SIGKILL)
         assert node.wait(timeout=10) == -signal.SIGKILL
         # Within a few checks: a liveness deadline, not a performance figure.
-        assert wait_gone(worker, 10 * PARENT_CHECK_S + 10), f"worker {worker} outlived its node"
+        left = still_running([worker], 10 * PARENT_CHECK_S + 10)
+        assert not left, f"worker {worker} outlived its node"
     finally:
         if alive(worker):
             os.kill(worker, signal.SIGKILL)
@@ -63,7 +54,7 @@ def test_workers_keep_working_while_the_node_lives() -> None:
         assert node.stdin is not None
         node.stdin.close()  # the stand-in's normal exit: the pool shuts down with it
         assert node.wait(timeout=30) == 0
-        assert wait_gone(worker, 30)
+        assert not still_running([worker], 30)
     finally:
         if node.poll() is None:
             node.kill()

@@ -38,8 +38,12 @@ LISTED = NOW.date()
 
 @dataclasses.dataclass
 class Publisher:
-    store: LogStore
+    own: OwnLog
     signed: SignedCheckpoint
+
+    @property
+    def store(self) -> LogStore:
+        return self.own.store
 
     def batch(self, begin: int, end: int) -> peer_pb2.StreamLogResponse:
         """Leaves [begin, end) as the peer API streams them (bodies included)."""
@@ -97,7 +101,7 @@ def publisher(databases: tuple[Database, Database]) -> Publisher:
     assert all(r.outcome.value == "applied" for r in own.submit(changes))
     signed = own.store.signed_checkpoint()
     assert signed is not None and signed.checkpoint.size == SIZE
-    return Publisher(own.store, signed)
+    return Publisher(own, signed)
 
 
 @pytest.fixture
@@ -140,13 +144,7 @@ def test_events_in_consecutive_batches_give_the_publishers_entry_states(
 ) -> None:
     # Events on entries whose earlier events are in the batch before, which may still be
     # being stored: an objection, an amendment, a removal, the objection closed.
-    own = OwnLog(
-        store=publisher.store,
-        entries=publisher.store._entries,
-        signing_key=SigningKey.generate(),
-        policies=DEFAULT_POLICIES,
-        clock=FixedClock(NOW),
-    )
+    own = publisher.own
     first = sample_entry(ORIGIN, 0, listed_on=LISTED)
     second = sample_entry(ORIGIN, 1, listed_on=LISTED)
     changes: list[Change] = [
@@ -163,7 +161,7 @@ def test_events_in_consecutive_batches_give_the_publishers_entry_states(
         assert all(r.outcome.value == "applied" for r in own.submit([change]))
     signed = own.store.signed_checkpoint()
     assert signed is not None and signed.checkpoint.size == SIZE + len(changes)
-    publisher = Publisher(own.store, signed)
+    publisher = Publisher(own, signed)
 
     apply(publisher, receiver, publisher.batches([SIZE, 1, 1, 1, 1]))
 
