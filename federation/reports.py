@@ -34,7 +34,6 @@ import functools
 import gzip
 import hashlib
 import hmac
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -861,15 +860,16 @@ class SignedReport:
 # reader (parse_document with its hooks, the from_json methods, the dataclass checks run
 # on the parsed values, re-serialising to compare, canonical_bytes for the signed part)
 # costs several signatures. Nearly every file is canonical JSON, as to_bytes() writes it,
-# and for such a file most of that work has a cheaper equivalent: _read_canonical_file.
+# and such a file is read by _read_canonical_file against the grammar of a canonical
+# report file, written as regular expressions.
 
 
 class _Declined(Exception):
     """The one-pass reader is not sure: the general strict reader decides."""
 
 
-# The fields of each object in sorted order: the order of canonical JSON, and the order in
-# which the readers below unpack the values (a test checks both).
+# The fields of each object in sorted order: the order of canonical JSON, and the order of
+# the groups the reader unpacks (a test checks both).
 _FILE_KEYS = ("keyid", "report", "signature")
 _REPORT_KEYS = (
     "commitments",
@@ -909,21 +909,160 @@ _PENALTY_KEYS = ("authority", "decided_on", "decision_no", "summary")
 _LICENCE_KEYS = ("authority", "issued_on", "licence_no", "summary")
 _RATING_KEYS = ("common_grade", "grade", "issued_on", "issuer", "scale", "valid_until")
 _COMMITMENT_KEYS = ("content", "made_on")
+
+# Values as canonical JSON writes them, each captured by one group. The reader declines a
+# file with a backslash or a control character (category Cc) first, so no string holds an
+# escape: a string is '"', characters other than '"', '"', and the value is what is
+# between the quotes.
+
+#: The white space that is not a control character (``str.isspace``, less category Cc: a
+#: test checks every code point). A text neither starts nor ends with one (``_text``).
+_SPACES = " \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: The bytes no canonical report file holds: backslash (an escape), the controls.
+_REFUSED_BYTES = bytes(range(0x20)) + b"\\\x7f"
+#: U+0080-U+009F, the other controls, in UTF-8.
+_C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")
+
+
+def _text_value(limit: int) -> str:
+    """A string that :func:`_text` accepts (with no control character, checked first): 1
+    to ``limit`` characters, not starting or ending with white space."""
+    return f'"(?![{_SPACES}])([^"]{{1,{limit}}})(?<![{_SPACES}])"'
+
+
+def _optional(value: str) -> str:
+    return f"(?:null|{value})"
+
+
+def _one_of(values: Iterable[str]) -> str:
+    return '"(' + "|".join(re.escape(value) for value in values) + ')"'
+
+
+def _object(keys: tuple[str, ...], values: Mapping[str, str]) -> str:
+    """An object with exactly the fields ``keys`` in that order, each value as given."""
+    if tuple(values) != keys:
+        raise AssertionError(f"the grammar must give the fields {keys} in that order")
+    return "\\{" + ",".join(f'"{key}":{values[key]}' for key in keys) + "\\}"
+
+
+_DAY_VALUE = '"([0-9]{4}-[0-9]{2}-[0-9]{2})"'  # _DATE; date.fromisoformat checks the day
+_TIME_VALUE = '"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"'  # format_utc
+_CITY_VALUE = f'"({CITY_CODE.pattern})"'
+_REPORT_NO_VALUE = '"([1-9][0-9]{5}-[0-9]{8}-[0-9]{6})"'  # REPORT_NO
+_WHOLE_NUMBER = "(0|[1-9][0-9]*)"  # no sign, no leading zero, no fraction, no exponent
+_POSITIVE_NUMBER = "([1-9][0-9]*)"
+_BOOLEAN = "(true|false)"
+
+_LIST_ENTRY_ITEM = _object(
+    _LIST_ENTRY_KEYS,
+    {
+        "active": _BOOLEAN,
+        "authority": _text_value(_SHORT),
+        "decision_no": _text_value(100),
+        "list_kind": _one_of(kind.value for kind in ListKind),
+        "listed_on": _DAY_VALUE,
+        "origin": _CITY_VALUE,
+        "origin_name": _text_value(_SHORT),
+        "publicity_end": _DAY_VALUE,
+        "reason": _text_value(_LONG),
+        "removal_reason": _optional(_text_value(_LONG + 100)),
+        "removed_on": _optional(_DAY_VALUE),
+        "why": _text_value(_LONG),
+    },
+)
+_PENALTY_ITEM = _object(
+    _PENALTY_KEYS,
+    {
+        "authority": _text_value(_SHORT),
+        "decided_on": _DAY_VALUE,
+        "decision_no": _text_value(100),
+        "summary": _text_value(_LONG),
+    },
+)
+_LICENCE_ITEM = _object(
+    _LICENCE_KEYS,
+    {
+        "authority": _text_value(_SHORT),
+        "issued_on": _DAY_VALUE,
+        "licence_no": _text_value(100),
+        "summary": _text_value(_LONG),
+    },
+)
+_RATING_ITEM = _object(
+    _RATING_KEYS,
+    {
+        "common_grade": _optional(_text_value(16)),
+        "grade": _text_value(32),
+        "issued_on": _DAY_VALUE,
+        "issuer": _text_value(_SHORT),
+        "scale": _text_value(100),
+        "valid_until": _DAY_VALUE,
+    },
+)
+_COMMITMENT_ITEM = _object(_COMMITMENT_KEYS, {"content": _text_value(_LONG), "made_on": _DAY_VALUE})
+_REGISTRATION_ITEM = _object(
+    _REGISTRATION_KEYS, {"label": _text_value(_LABEL), "value": _text_value(_REGISTRATION_VALUE)}
+)
+# The subject's identifier is checked by _canonical_subject; the pattern only keeps out
+# what it would refuse anyway (a normalised identifier is ASCII letters and digits).
+_SUBJECT_VALUE = _object(
+    _SUBJECT_KEYS,
+    {
+        "id": '"([0-9A-Z]{1,64})"',
+        "kind": _one_of(kind.value for kind in SubjectKind),
+        "name": _text_value(200),
+    },
+)
+# The sections of a report, in the order of its fields, with the grammar of their items.
+_SECTION_ITEMS = {
+    "commitments": _COMMITMENT_ITEM,
+    "licences": _LICENCE_ITEM,
+    "list_entries": _LIST_ENTRY_ITEM,
+    "penalties": _PENALTY_ITEM,
+    "ratings": _RATING_ITEM,
+    "registration": _REGISTRATION_ITEM,
+}
+_ITEMS = "<items>"  # where a section's items go in the file's grammar (no regex holds it)
+
+
+def _file_pieces() -> tuple[re.Pattern[str], ...]:
+    """The grammar of a whole file, cut where each section's items go: the pieces before,
+    between and after the sections (whose items the reader matches one at a time)."""
+    section = f"\\[{_ITEMS}\\]"
+    report = {
+        "commitments": section,
+        "issued_at": _TIME_VALUE,
+        "issuer": _CITY_VALUE,
+        "issuer_name": _text_value(_SHORT),
+        "licences": section,
+        "list_entries": section,
+        "manifest_version": _POSITIVE_NUMBER,
+        "penalties": section,
+        "ratings": section,
+        "registration": section,
+        "report_no": _REPORT_NO_VALUE,
+        "status_index": _WHOLE_NUMBER,
+        "subject": _SUBJECT_VALUE,
+        "supersedes": _optional(_REPORT_NO_VALUE),
+        "type": f'"{re.escape(REPORT_TYPE)}"',
+        "valid_until": _TIME_VALUE,
+    }
+    document = {
+        "keyid": f'"({KEYID.pattern})"',
+        "report": _object(_REPORT_KEYS, report),
+        "signature": '"([A-Za-z0-9+/=]{1,2048})"',  # as _signature: 2048 characters at most
+    }
+    return tuple(re.compile(piece) for piece in _object(_FILE_KEYS, document).split(_ITEMS))
+
+
+# Seven pieces around the six sections (in the order of _SECTION_ITEMS), and their groups:
+#   keyid | issued_at, issuer, issuer_name | - | manifest_version | - | - |
+#   report_no, status_index, subject id, kind, name, supersedes, valid_until, signature
+_FILE_PIECES = _file_pieces()
+_SECTION_GRAMMARS = tuple(re.compile(item) for item in _SECTION_ITEMS.values())
 _LIST_KINDS = {kind.value: kind for kind in ListKind}
 _SUBJECT_KINDS = {kind.value: kind for kind in SubjectKind}
-#: U+007F and U+0080-U+009F (category Cc, allowed raw in JSON strings) in UTF-8.
-_RAW_CONTROL = re.compile(rb"\x7f|\xc2[\x80-\x9f]")
-#: Dates as :data:`_DATE` and ``to_json`` write them, joined by ``|``.
-_DATES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\|[0-9]{4}-[0-9]{2}-[0-9]{2})*")
-#: A time as ``format_utc`` writes it (years of four digits).
-_UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-# Objects as tuples of (key, value) pairs: in the order of the text, a repeated key kept.
-# The decoder's scanner itself (decode() less its whitespace skipping, which a canonical
-# file has no use for): (value, end), or StopIteration if there is no value at 0.
-_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=tuple)
-_scan_pairs: Callable[[str, int], tuple[Any, int]] = _PAIRS_DECODER.scan_once  # type: ignore[attr-defined]
 _day = dt.date.fromisoformat
-_strip = str.strip
 
 
 def _read_canonical_file(data: bytes) -> SignedReport | None:
@@ -931,95 +1070,156 @@ def _read_canonical_file(data: bytes) -> SignedReport | None:
     accepts; ``None`` when it is not canonical or not valid (the general reader then
     decides, and explains).
 
-    It accepts the same files as the general reader and gives the same report, checking
-    the same rules in one pass over the parsed JSON (cheap file and header facts first,
-    then the sections), with these equivalences:
+    It accepts the same files as the general reader and gives the same report, with the
+    same rules, checked in two steps:
 
-    * No backslash and no raw DEL or C1 character in the file: then no string holds an
-      escape, a control character (JSON forbids raw U+0000-U+001F; UTF-8 has no lone
-      surrogates), so the per-text searches of :func:`_text` have nothing to find, and
-      every string is written as canonical JSON writes it.
-    * The texts of all fields are checked together: non-empty, strings, trimmed (one
-      ``map(str.strip)``), each within its own length limit. The dates too: each is read
-      by ``date.fromisoformat`` (so none holds a ``|``), then one regular expression
-      checks them all, joined by ``|``, for the form of :data:`_DATE`.
-    * Canonical form: each object has exactly its keys, once each, in sorted order (the
-      JSON is parsed into tuples of pairs, which keep order and repeats); no space outside
-      strings (the spaces of the file are those of its texts, the only strings that may
-      hold one) and no tab or newline at all; no ``-0``; dates and times in the form
-      ``to_json`` writes. Then the file is exactly its canonical JSON, and the report's
-      signed bytes are the bytes between ``"report":`` and ``,"signature":``: nothing
-      is re-serialised.
-    * The objects are made without running ``__post_init__``: every check it makes on
-      values from a file is made here. Floats, and values of the wrong type anywhere,
-      fail a type check (a test, or a TypeError): the general reader then refuses them.
+    * The grammar (:data:`_FILE_PIECES` and :data:`_SECTION_ITEMS`): canonical JSON of a
+      report file, with no backslash (so no escape), each object with exactly its fields
+      in sorted order, no space outside strings, numbers as canonical JSON writes them,
+      and the rules about one value: the texts of :func:`_text` (their length limits,
+      trimmed, no control character), the forms of dates, times, city codes, report
+      numbers, key ids and base64, the names of list and subject kinds, booleans where
+      booleans go and ``null`` only where a field is optional. Matching it, the file is
+      exactly its canonical JSON, and the report's signed bytes are the bytes between
+      ``"report":`` and ``,"signature":``: nothing is re-serialised.
+    * Python, on the captured strings: what the grammar cannot say (calendar dates, the
+      order of dates, dates not after the issue day, the report number's date, the
+      subject's identifier and kind, registration labels given once, section sizes).
 
-    Nothing is deferred (every section is checked before the report is returned, so a
-    verdict, and what a clerk is shown, come from checked data) and nothing is kept from
-    one call to the next. ``tests/federation/test_reports_canonical_reader.py`` checks
-    that both readers agree, on canonical files with every field altered among others.
+    The objects are made without running ``__post_init__``: every check it makes on
+    values from a file is made here. Nothing is deferred (every section is checked before
+    the report is returned, so a verdict, and what a clerk is shown, come from checked
+    data) and nothing is kept from one call to the next.
+    ``tests/federation/test_reports_canonical_reader.py`` checks that both readers agree,
+    on canonical files with every field altered among others.
     """
     try:
         return _read_canonical(data)
-    except (
-        _Declined,
-        StopIteration,
-        ValueError,
-        TypeError,
-        RecursionError,
-        InvalidInputError,
-    ):
-        # StopIteration, ValueError: not UTF-8, not JSON, not a date, not the values to
-        # unpack; TypeError: a value of the wrong type; InvalidInputError: a shared check.
+    except (_Declined, ValueError, TypeError, IndexError, InvalidInputError):
+        # ValueError: not UTF-8, not a calendar date, a number too long to read; TypeError:
+        # a null where a value is needed; IndexError: the file ends inside a section;
+        # InvalidInputError: the subject's identifier.
         return None
 
 
 def _read_canonical(data: bytes) -> SignedReport:
-    if (
-        b"\\" in data
-        or b"\n" in data
-        or b"\r" in data
-        or b"\t" in data
-        or ((b"\x7f" in data or b"\xc2" in data) and _RAW_CONTROL.search(data) is not None)
+    if len(data.translate(None, _REFUSED_BYTES)) != len(data) or (
+        b"\xc2" in data and _C1_CONTROL.search(data) is not None
     ):
         raise _Declined
     text = data.decode("utf-8")
-    document, end = _scan_pairs(text, 0)
-    if end != len(text):
+    values: list[Any] = []
+    sections: list[list[tuple[Any, ...]]] = []
+    at = 0
+    for piece, item in zip(_FILE_PIECES, _SECTION_GRAMMARS, strict=False):
+        found = piece.match(text, at)
+        if found is None:
+            raise _Declined
+        values += found.groups()
+        at = found.end()
+        rows: list[tuple[Any, ...]] = []
+        if text[at] != "]":  # the items, one by one, separated by commas
+            while (found := item.match(text, at)) is not None:
+                rows.append(found.groups())
+                at = found.end()
+                if text[at] != ",":
+                    break
+                at += 1
+            else:
+                raise _Declined
+        sections.append(rows)
+    found = _FILE_PIECES[-1].fullmatch(text, at)
+    if found is None:
         raise _Declined
-    keyid, raw_report, encoded = _values(document, _FILE_KEYS)
-    if type(keyid) is not str or KEYID.fullmatch(keyid) is None:
+    values += found.groups()
+    (
+        keyid,
+        issued_text,
+        issuer,
+        issuer_name,
+        manifest_text,
+        report_no,
+        status_text,
+        subject_id,
+        subject_kind,
+        subject_name,
+        supersedes,
+        valid_text,
+        encoded,
+    ) = values
+    commitments, licences, list_entries, penalties, ratings, registration = sections
+    issued_at, valid_until = _canonical_time(issued_text), _canonical_time(valid_text)
+    if valid_until <= issued_at:
         raise _Declined
-    signature = _canonical_signature(encoded)
-    texts: list[Any] = []
-    days: list[Any] = []
-    report = _canonical_report(raw_report, texts, days)
-    if (
-        not all(texts)
-        or list(map(_strip, texts)) != texts
-        or data.count(b" ") != "".join(texts).count(" ")
-        or (days and _DATES.fullmatch("|".join(days)) is None)
-        or (report.status_index == 0 and b'"status_index":-' in data)
+    issue_day = china_date(issued_at)
+    day = issue_day.isoformat()
+    # The number carries the issuer and the issue date; the sequence starts at 000001.
+    if not report_no.startswith(f"{issuer}-{day[:4]}{day[5:7]}{day[8:]}-") or report_no.endswith(
+        "-000000"
     ):
         raise _Declined
-    head = f'{{"keyid":"{keyid}","report":'.encode()
-    tail = f',"signature":"{encoded}"}}'.encode()
-    if not (data.startswith(head) and data.endswith(tail)):
+    status_index = int(status_text)
+    if status_index >= MAX_STATUS_BITS:
         raise _Declined
-    report.__dict__["_signed_bytes"] = data[len(head) : len(data) - len(tail)]
+    if supersedes is not None:
+        check_report_no(supersedes, "supersedes")
+        if supersedes == report_no or not supersedes.startswith(f"{issuer}-"):
+            raise _Declined
+    if len(registration) > MAX_REGISTRATION or len({label for label, _ in registration}) != len(
+        registration
+    ):
+        raise _Declined
+    report = _from_dict(
+        CreditReport,
+        {
+            "report_no": report_no,
+            "issuer": issuer,
+            "issuer_name": issuer_name,
+            "subject": _canonical_subject(subject_kind, subject_id, subject_name, issue_day),
+            "issued_at": issued_at,
+            "valid_until": valid_until,
+            "manifest_version": int(manifest_text),
+            "status_index": status_index,
+            "supersedes": supersedes,
+            "registration": tuple(registration),
+            "list_entries": _section(_list_entry, list_entries, issue_day),
+            "penalties": _section(_penalty, penalties, issue_day),
+            "licences": _section(_licence, licences, issue_day),
+            "ratings": _section(_rating, ratings, issue_day),
+            "commitments": _section(_commitment, commitments, issue_day),
+            "_issued_at_text": issued_text,
+            "_valid_until_text": valid_text,
+            # The file less what is around the report (ASCII: as many bytes as characters).
+            "_signed_bytes": data[
+                _REPORT_STARTS : len(data) - len(encoded) - _AFTER_SIGNATURE_CHARACTERS
+            ],
+        },
+    )
     return _from_dict(
-        SignedReport, {"report": report, "keyid": keyid, "signature": signature, "_bytes": data}
+        SignedReport,
+        {
+            "report": report,
+            "keyid": keyid,
+            "signature": _canonical_signature(encoded),
+            "_bytes": data,
+        },
     )
 
 
-def _values(pairs: object, keys: tuple[str, ...]) -> tuple[Any, ...]:
-    """The values of a parsed JSON object that has exactly ``keys``, in that order."""
-    if type(pairs) is not tuple:  # a JSON array is a list
+#: Where the report starts in the file: after '{"keyid":"<64 hex digits>","report":'.
+_REPORT_STARTS = len('{"keyid":"') + 64 + len('","report":')
+#: What follows the report, less the signature's base64: ',"signature":""}'.
+_AFTER_SIGNATURE_CHARACTERS = len(',"signature":""}')
+
+
+def _canonical_subject(kind: str, subject_id: str, name: str, issue_day: dt.date) -> Subject:
+    """:meth:`Subject.from_json` and :func:`_check_subject_kind`, for the subject's fields
+    as the grammar has them (the name a text of at most 200 characters: Subject's rule)."""
+    detected = parse_subject(subject_id, today=issue_day)
+    # The identifier is valid, normalised, and of the kind the report says it is.
+    if detected.kind is not _SUBJECT_KINDS[kind] or detected.value != subject_id:
         raise _Declined
-    found, values = zip(*pairs)  # noqa: B905 (pairs from the parser have two items)
-    if found != keys:
-        raise _Declined
-    return values
+    return _from_dict(Subject, {"kind": detected.kind, "id": subject_id, "name": name})
 
 
 def _from_dict(cls: type[_T], values: dict[str, Any]) -> _T:
@@ -1030,127 +1230,32 @@ def _from_dict(cls: type[_T], values: dict[str, Any]) -> _T:
     return instance
 
 
-def _canonical_signature(value: object) -> bytes:
+def _canonical_signature(encoded: str) -> bytes:
     """:func:`_signature`: the text must be what ``b64encode`` writes for the bytes."""
-    if type(value) is not str:
-        raise _Declined
-    raw = binascii.a2b_base64(value)
-    if not 0 < len(raw) <= MAX_SIGNATURE_BYTES or b64encode(raw) != value:
+    raw = binascii.a2b_base64(encoded)
+    if not 0 < len(raw) <= MAX_SIGNATURE_BYTES or b64encode(raw) != encoded:
         raise _Declined
     return raw
 
 
-def _canonical_time(value: object) -> dt.datetime:
-    """:func:`_parse_time` and :func:`_time`, in the form ``format_utc`` writes."""
-    if type(value) is not str or _UTC_TIME.fullmatch(value) is None:
-        raise _Declined
-    time = dt.datetime.fromisoformat(value[:19] + "+00:00")
+def _canonical_time(text: str) -> dt.datetime:
+    """:func:`_parse_time` and :func:`_time`, for a time in the form ``format_utc`` writes."""
+    time = dt.datetime.fromisoformat(text[:19] + "+00:00")
     if not _FIRST_YEAR <= time.year <= _LAST_YEAR:
         raise _Declined
     return time
 
 
-def _canonical_report(raw: object, texts: list[Any], days: list[Any]) -> CreditReport:
-    """The report (:meth:`CreditReport.from_json` and ``__post_init__``); its texts and
-    dates are added to ``texts`` and ``days``, for the caller to check."""
-    (
-        commitments,
-        issued_text,
-        issuer,
-        issuer_name,
-        licences,
-        list_entries,
-        manifest_version,
-        penalties,
-        ratings,
-        registration,
-        report_no,
-        status_index,
-        subject,
-        supersedes,
-        document_type,
-        valid_text,
-    ) = _values(raw, _REPORT_KEYS)
-    if document_type != REPORT_TYPE:
+def _section(
+    read: Callable[[tuple[Any, ...], dt.date], _T], rows: list[tuple[Any, ...]], issue_day: dt.date
+) -> tuple[_T, ...]:
+    """A section's items from their groups; each item's dates on or before ``issue_day``."""
+    if len(rows) > MAX_SECTION_ITEMS:
         raise _Declined
-    if type(issuer) is not str or CITY_CODE.fullmatch(issuer) is None:
-        raise _Declined
-    issued_at, valid_until = _canonical_time(issued_text), _canonical_time(valid_text)
-    if valid_until <= issued_at:
-        raise _Declined
-    issue_day = china_date(issued_at)
-    day = issue_day.isoformat()
-    if (
-        type(report_no) is not str
-        or REPORT_NO.fullmatch(report_no) is None
-        # The prefix holds a real date; the sequence starts at 000001 (check_report_no).
-        or not report_no.startswith(f"{issuer}-{day[:4]}{day[5:7]}{day[8:]}-")
-        or report_no.endswith("-000000")
-    ):
-        raise _Declined
-    if type(manifest_version) is not int or manifest_version < 1:
-        raise _Declined
-    if type(status_index) is not int or not 0 <= status_index < MAX_STATUS_BITS:
-        raise _Declined
-    if supersedes is not None:
-        check_report_no(supersedes, "supersedes")
-        if supersedes == report_no or not supersedes.startswith(f"{issuer}-"):
-            raise _Declined
-    if len(issuer_name) > _SHORT:
-        raise _Declined
-    texts.append(issuer_name)
-    values = {
-        "report_no": report_no,
-        "issuer": issuer,
-        "issuer_name": issuer_name,
-        "subject": _canonical_subject(subject, issue_day, texts),
-        "issued_at": issued_at,
-        "valid_until": valid_until,
-        "manifest_version": manifest_version,
-        "status_index": status_index,
-        "supersedes": supersedes,
-        "registration": _canonical_registration(registration, texts),
-    }
-    for name, read, section in (
-        ("list_entries", _canonical_list_entry, list_entries),
-        ("penalties", _canonical_penalty, penalties),
-        ("licences", _canonical_licence, licences),
-        ("ratings", _canonical_rating, ratings),
-        ("commitments", _canonical_commitment, commitments),
-    ):
-        if type(section) is not list or len(section) > MAX_SECTION_ITEMS:
-            raise _Declined
-        values[name] = tuple([read(item, issue_day, texts, days) for item in section])
-    values["_issued_at_text"] = issued_text
-    values["_valid_until_text"] = valid_text
-    return _from_dict(CreditReport, values)
+    return tuple([read(row, issue_day) for row in rows])
 
 
-def _canonical_subject(raw: object, issue_day: dt.date, texts: list[Any]) -> Subject:
-    subject_id, kind, name = _values(raw, _SUBJECT_KEYS)
-    # Subject checks itself (federation.sanctions); the kind as CreditReport does.
-    subject = Subject(_SUBJECT_KINDS.get(kind), subject_id, name)  # type: ignore[arg-type]
-    _check_subject_kind(subject, issue_day)
-    texts.append(name)
-    return subject
-
-
-def _canonical_registration(raw: object, texts: list[Any]) -> tuple[tuple[str, str], ...]:
-    if type(raw) is not list or len(raw) > MAX_REGISTRATION:
-        raise _Declined
-    pairs = tuple([_values(item, _REGISTRATION_KEYS) for item in raw])
-    for label, value in pairs:
-        if len(label) > _LABEL or len(value) > _REGISTRATION_VALUE:
-            raise _Declined
-        texts += (label, value)
-    if len({label for label, _value in pairs}) != len(pairs):
-        raise _Declined
-    return pairs
-
-
-def _canonical_list_entry(
-    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
-) -> ReportListEntry:
+def _list_entry(row: tuple[Any, ...], issue_day: dt.date) -> ReportListEntry:
     (
         active,
         authority,
@@ -1164,48 +1269,28 @@ def _canonical_list_entry(
         removal_reason,
         removed_text,
         why,
-    ) = _values(raw, _LIST_ENTRY_KEYS)
-    list_kind = _LIST_KINDS.get(kind)
-    if (
-        list_kind is None
-        or type(active) is not bool
-        or type(origin) is not str
-        or CITY_CODE.fullmatch(origin) is None
-    ):
-        raise _Declined
+    ) = row
     listed_on, publicity_end = _day(listed_text), _day(end_text)
+    removed_on = None if removed_text is None else _day(removed_text)
     if (
         publicity_end <= listed_on
-        or len(origin_name) > _SHORT
-        or len(decision_no) > 100
-        or len(authority) > _SHORT
-        or len(reason) > _LONG
-        or len(why) > _LONG
+        or (removed_on is None) != (removal_reason is None)
+        or (removed_on is not None and (removed_on < listed_on or active == "true"))
+        or (removed_on or listed_on) > issue_day
     ):
-        raise _Declined
-    texts += (origin_name, decision_no, authority, reason, why)
-    days += (listed_text, end_text)
-    removed_on = None
-    if removed_text is not None or removal_reason is not None:
-        removed_on = _day(removed_text)
-        if removed_on < listed_on or active or len(removal_reason) > _LONG + 100:
-            raise _Declined
-        texts.append(removal_reason)
-        days.append(removed_text)
-    if (removed_on or listed_on) > issue_day:
         raise _Declined
     return _from_dict(
         ReportListEntry,
         {
             "origin": origin,
             "origin_name": origin_name,
-            "list_kind": list_kind,
+            "list_kind": _LIST_KINDS[kind],
             "decision_no": decision_no,
             "authority": authority,
             "reason": reason,
             "listed_on": listed_on,
             "publicity_end": publicity_end,
-            "active": active,
+            "active": active == "true",
             "why": why,
             "removed_on": removed_on,
             "removal_reason": removal_reason,
@@ -1213,20 +1298,11 @@ def _canonical_list_entry(
     )
 
 
-def _canonical_penalty(
-    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
-) -> ReportPenalty:
-    authority, decided_text, decision_no, summary = _values(raw, _PENALTY_KEYS)
+def _penalty(row: tuple[Any, ...], issue_day: dt.date) -> ReportPenalty:
+    authority, decided_text, decision_no, summary = row
     decided_on = _day(decided_text)
-    if (
-        decided_on > issue_day
-        or len(authority) > _SHORT
-        or len(decision_no) > 100
-        or len(summary) > _LONG
-    ):
+    if decided_on > issue_day:
         raise _Declined
-    texts += (authority, decision_no, summary)
-    days.append(decided_text)
     return _from_dict(
         ReportPenalty,
         {
@@ -1238,20 +1314,11 @@ def _canonical_penalty(
     )
 
 
-def _canonical_licence(
-    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
-) -> ReportLicence:
-    authority, issued_text, licence_no, summary = _values(raw, _LICENCE_KEYS)
+def _licence(row: tuple[Any, ...], issue_day: dt.date) -> ReportLicence:
+    authority, issued_text, licence_no, summary = row
     issued_on = _day(issued_text)
-    if (
-        issued_on > issue_day
-        or len(authority) > _SHORT
-        or len(licence_no) > 100
-        or len(summary) > _LONG
-    ):
+    if issued_on > issue_day:
         raise _Declined
-    texts += (authority, licence_no, summary)
-    days.append(issued_text)
     return _from_dict(
         ReportLicence,
         {
@@ -1263,25 +1330,11 @@ def _canonical_licence(
     )
 
 
-def _canonical_rating(
-    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
-) -> ReportRating:
-    common_grade, grade, issued_text, issuer, scale, valid_text = _values(raw, _RATING_KEYS)
+def _rating(row: tuple[Any, ...], issue_day: dt.date) -> ReportRating:
+    common_grade, grade, issued_text, issuer, scale, valid_text = row
     issued_on, valid_until = _day(issued_text), _day(valid_text)
-    if (
-        valid_until < issued_on
-        or issued_on > issue_day
-        or len(issuer) > _SHORT
-        or len(scale) > 100
-        or len(grade) > 32
-    ):
+    if valid_until < issued_on or issued_on > issue_day:
         raise _Declined
-    texts += (issuer, scale, grade)
-    if common_grade is not None:
-        if len(common_grade) > 16:
-            raise _Declined
-        texts.append(common_grade)
-    days += (issued_text, valid_text)
     return _from_dict(
         ReportRating,
         {
@@ -1295,15 +1348,11 @@ def _canonical_rating(
     )
 
 
-def _canonical_commitment(
-    raw: object, issue_day: dt.date, texts: list[Any], days: list[Any]
-) -> ReportCommitment:
-    content, made_text = _values(raw, _COMMITMENT_KEYS)
+def _commitment(row: tuple[Any, ...], issue_day: dt.date) -> ReportCommitment:
+    content, made_text = row
     made_on = _day(made_text)
-    if made_on > issue_day or len(content) > _LONG:
+    if made_on > issue_day:
         raise _Declined
-    texts.append(content)
-    days.append(made_text)
     return _from_dict(ReportCommitment, {"made_on": made_on, "content": content})
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
@@ -125,6 +128,16 @@ def test_canonical_files_are_read_in_one_pass_as_the_strict_reader_reads_them(
 def test_the_regression_fixture_is_read_in_one_pass() -> None:
     data = sign_report(full_report(), FIXED_KEY).to_bytes()
     assert agree(data) is not None
+
+
+def test_the_grammars_white_space_is_what_str_strip_removes_less_the_controls() -> None:
+    # A text must not start or end with what str.strip removes; the file has no control
+    # character (checked before the grammar), so the grammar names the others.
+    spaces = re.compile(f"[{reports._SPACES}]")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        expected = char.isspace() and unicodedata.category(char) != "Cc"
+        assert (spaces.fullmatch(char) is not None) == expected, f"U+{code:04X}"
 
 
 def test_key_orders_are_those_of_canonical_json_and_of_the_fields() -> None:
@@ -313,6 +326,24 @@ TRICKY += [
     ((*R, "report_no"), "370200-20260601-000017-1"),
     ((*R, "issuer"), "37020"),
     ((*R, "issuer"), 370200),
+    # JSON's punctuation inside texts: the grammar reads strings, not structure.
+    ((*R, "issuer_name"), '}],"issued_at":{['),
+    ((*ENTRY, "reason"), '],"manifest_version":1,"penalties":[{'),
+    ((*R, "registration"), [{"label": "名称", "value": '{"label":"x","value":"y"},'}]),
+    # One character; a space inside; white space that is not at the edges; U+200B is
+    # format (Cf), not white space; U+2028 is white space; U+0085 is a control.
+    ((*R, "issuer_name"), "青"),
+    ((*R, "issuer_name"), "青 岛"),
+    ((*R, "issuer_name"), "青\u3000岛"),
+    ((*R, "issuer_name"), "\u200b青岛"),
+    ((*R, "issuer_name"), "青岛\u2028"),
+    ((*R, "issuer_name"), "\u2028"),
+    ((*R, "issuer_name"), "青\u0085岛"),
+    ((*R, "subject", "name"), "\u00a0青岛"),
+    ((*R, "subject", "name"), "x" * 201),
+    ((*R, "subject", "name"), "x" * 200),
+    ((*ENTRY, "why"), "x\u1680"),
+    ((*R, "ratings", 0, "grade"), "\u3000"),
 ]
 
 
