@@ -7,7 +7,8 @@ Measures, for each signature suite (Ed25519 and SM2/SM3), in one run on one mach
    parsed from its bytes every time as a clerk's node receives it, in a tight loop in
    this process.
 2. **The limit**: :meth:`federation.signing.PublicKey.verify` over the same signed bytes
-   with the same key, in the same loop style, measured in alternating rounds with (1).
+   with the same key, in the same loop style, measured in alternating rounds of 0.1 s
+   with (1), after an untimed warm-up of both.
    The figure is (1) / (2): how much of a report check is the signature itself.
 3. **VerifyReport over the client API**: two real ``credit-node serve`` processes on
    loopback (issuer 青岛 370200, verifier 威海 371000, identities made with that suite).
@@ -32,6 +33,7 @@ import datetime as dt
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -102,9 +104,13 @@ RATIO_TARGET = 0.7
 
 FULL_ISSUES, QUICK_ISSUES = 50, 10
 FULL_RPC_S, QUICK_RPC_S = 30.0, 3.0
-# Seconds for each of the offline loop and the raw signature loop (alternating rounds).
+# Seconds for each of the offline loop and the raw signature loop, in alternating rounds
+# of 0.1 s: short, so that a burst of other load on the machine (a virtual machine's
+# neighbours, a daemon waking up) falls on both loops alike rather than on one round of one.
 FULL_OFFLINE_S, QUICK_OFFLINE_S = 10.0, 1.5
-FULL_ROUNDS, QUICK_ROUNDS = 10, 4
+FULL_ROUNDS, QUICK_ROUNDS = 100, 15
+# Seconds of each loop run untimed before the rounds (caches, allocator, branch history).
+WARM_UP_S = 0.5
 # Seconds for each diagnostic loop (parse only; verify_offline on a parsed report).
 FULL_DIAGNOSTIC_S, QUICK_DIAGNOSTIC_S = 3.0, 0.5
 
@@ -370,6 +376,8 @@ def measure_offline(
     def preparsed() -> object:
         return verify_offline(parsed, chain=chain, now=now)
 
+    Loop().run(offline, WARM_UP_S)
+    Loop().run(raw, WARM_UP_S)
     offline_loop, raw_loop = Loop(), Loop()
     per_round = settings.offline_s / settings.rounds
     for _ in range(settings.rounds):
@@ -396,15 +404,32 @@ def measure_offline(
             "rounds": settings.rounds,
             "offline_calls": offline_loop.calls,
             "offline_seconds": round(offline_loop.seconds, 3),
-            "offline_round_rates_per_s": [round(r) for r in offline_loop.round_rates],
             "raw_calls": raw_loop.calls,
             "raw_seconds": round(raw_loop.seconds, 3),
-            "raw_round_rates_per_s": [round(r) for r in raw_loop.round_rates],
+            # How steady the machine was: the ratio of each round to the raw round after it.
+            "round_ratios": _spread(
+                [a / b for a, b in zip(offline_loop.round_rates, raw_loop.round_rates, strict=True)]
+            ),
             # Where the rest of the time goes: parsing the file, and the seven steps on
             # an already parsed report (one signature verification among them).
             "diagnostic_parse_only_per_s": round(parse_loop.per_s),
             "diagnostic_verify_offline_preparsed_per_s": round(preparsed_loop.per_s),
         },
+    }
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    """Minimum, quartiles and maximum of ``values``, to three places."""
+    low, median, high = statistics.quantiles(values, n=4, method="inclusive")
+    return {
+        name: round(value, 3)
+        for name, value in (
+            ("min", min(values)),
+            ("p25", low),
+            ("median", median),
+            ("p75", high),
+            ("max", max(values)),
+        )
     }
 
 
