@@ -68,7 +68,7 @@ MAX_STATUS_BITS = 2**23
 DEFAULT_MAX_SKEW = dt.timedelta(minutes=5)
 
 #: 370200-20261202-000017: issuing city, issue date (in China), sequence of that day.
-REPORT_NO = re.compile(r"([1-9][0-9]{5})-([0-9]{8})-([0-9]{6})")
+REPORT_NO = re.compile(r"[1-9][0-9]{5}-[0-9]{8}-[0-9]{6}")
 KEYID = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _BASE64URL = re.compile(r"u[A-Za-z0-9_-]+")
@@ -868,48 +868,6 @@ class _Declined(Exception):
     """The one-pass reader is not sure: the general strict reader decides."""
 
 
-# The fields of each object in sorted order: the order of canonical JSON, and the order of
-# the groups the reader unpacks (a test checks both).
-_FILE_KEYS = ("keyid", "report", "signature")
-_REPORT_KEYS = (
-    "commitments",
-    "issued_at",
-    "issuer",
-    "issuer_name",
-    "licences",
-    "list_entries",
-    "manifest_version",
-    "penalties",
-    "ratings",
-    "registration",
-    "report_no",
-    "status_index",
-    "subject",
-    "supersedes",
-    "type",
-    "valid_until",
-)
-_SUBJECT_KEYS = ("id", "kind", "name")
-_REGISTRATION_KEYS = ("label", "value")
-_LIST_ENTRY_KEYS = (
-    "active",
-    "authority",
-    "decision_no",
-    "list_kind",
-    "listed_on",
-    "origin",
-    "origin_name",
-    "publicity_end",
-    "reason",
-    "removal_reason",
-    "removed_on",
-    "why",
-)
-_PENALTY_KEYS = ("authority", "decided_on", "decision_no", "summary")
-_LICENCE_KEYS = ("authority", "issued_on", "licence_no", "summary")
-_RATING_KEYS = ("common_grade", "grade", "issued_on", "issuer", "scale", "valid_until")
-_COMMITMENT_KEYS = ("content", "made_on")
-
 # Values as canonical JSON writes them, each captured by one group. The reader declines a
 # file with a backslash or a control character (category Cc) first, so no string holds an
 # escape: a string is '"', characters other than '"', '"', and the value is what is
@@ -938,81 +896,77 @@ def _one_of(values: Iterable[str]) -> str:
     return '"(' + "|".join(re.escape(value) for value in values) + ')"'
 
 
-def _object(keys: tuple[str, ...], values: Mapping[str, str]) -> str:
-    """An object with exactly the fields ``keys`` in that order, each value as given."""
-    if tuple(values) != keys:
-        raise AssertionError(f"the grammar must give the fields {keys} in that order")
-    return "\\{" + ",".join(f'"{key}":{values[key]}' for key in keys) + "\\}"
+def _object(values: Mapping[str, str]) -> str:
+    """An object with exactly the fields of ``values``, in their order, each value as given."""
+    return "\\{" + ",".join(f'"{key}":{value}' for key, value in values.items()) + "\\}"
 
 
 _DAY_VALUE = '"([0-9]{4}-[0-9]{2}-[0-9]{2})"'  # _DATE; date.fromisoformat checks the day
 _TIME_VALUE = '"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"'  # format_utc
 _CITY_VALUE = f'"({CITY_CODE.pattern})"'
-_REPORT_NO_VALUE = '"([1-9][0-9]{5}-[0-9]{8}-[0-9]{6})"'  # REPORT_NO
+_REPORT_NO_VALUE = f'"({REPORT_NO.pattern})"'
 _WHOLE_NUMBER = "(0|[1-9][0-9]*)"  # no sign, no leading zero, no fraction, no exponent
 _POSITIVE_NUMBER = "([1-9][0-9]*)"
 _BOOLEAN = "(true|false)"
 
-_LIST_ENTRY_ITEM = _object(
-    _LIST_ENTRY_KEYS,
-    {
-        "active": _BOOLEAN,
-        "authority": _text_value(_SHORT),
-        "decision_no": _text_value(100),
-        "list_kind": _one_of(kind.value for kind in ListKind),
-        "listed_on": _DAY_VALUE,
-        "origin": _CITY_VALUE,
-        "origin_name": _text_value(_SHORT),
-        "publicity_end": _DAY_VALUE,
-        "reason": _text_value(_LONG),
-        "removal_reason": _optional(_text_value(_LONG + 100)),
-        "removed_on": _optional(_DAY_VALUE),
-        "why": _text_value(_LONG),
-    },
-)
-_PENALTY_ITEM = _object(
-    _PENALTY_KEYS,
-    {
-        "authority": _text_value(_SHORT),
-        "decided_on": _DAY_VALUE,
-        "decision_no": _text_value(100),
-        "summary": _text_value(_LONG),
-    },
-)
-_LICENCE_ITEM = _object(
-    _LICENCE_KEYS,
-    {
-        "authority": _text_value(_SHORT),
-        "issued_on": _DAY_VALUE,
-        "licence_no": _text_value(100),
-        "summary": _text_value(_LONG),
-    },
-)
-_RATING_ITEM = _object(
-    _RATING_KEYS,
-    {
-        "common_grade": _optional(_text_value(16)),
-        "grade": _text_value(32),
-        "issued_on": _DAY_VALUE,
-        "issuer": _text_value(_SHORT),
-        "scale": _text_value(100),
-        "valid_until": _DAY_VALUE,
-    },
-)
-_COMMITMENT_ITEM = _object(_COMMITMENT_KEYS, {"content": _text_value(_LONG), "made_on": _DAY_VALUE})
-_REGISTRATION_ITEM = _object(
-    _REGISTRATION_KEYS, {"label": _text_value(_LABEL), "value": _text_value(_REGISTRATION_VALUE)}
-)
+# The grammar of each object: its fields, with their values, in sorted order (canonical
+# JSON's order, and the order of the groups the reader unpacks: a test checks the keys).
+_LIST_ENTRY_VALUES = {
+    "active": _BOOLEAN,
+    "authority": _text_value(_SHORT),
+    "decision_no": _text_value(100),
+    "list_kind": _one_of(kind.value for kind in ListKind),
+    "listed_on": _DAY_VALUE,
+    "origin": _CITY_VALUE,
+    "origin_name": _text_value(_SHORT),
+    "publicity_end": _DAY_VALUE,
+    "reason": _text_value(_LONG),
+    "removal_reason": _optional(_text_value(_LONG + 100)),
+    "removed_on": _optional(_DAY_VALUE),
+    "why": _text_value(_LONG),
+}
+_LIST_ENTRY_KEYS = tuple(_LIST_ENTRY_VALUES)
+_LIST_ENTRY_ITEM = _object(_LIST_ENTRY_VALUES)
+_PENALTY_VALUES = {
+    "authority": _text_value(_SHORT),
+    "decided_on": _DAY_VALUE,
+    "decision_no": _text_value(100),
+    "summary": _text_value(_LONG),
+}
+_PENALTY_KEYS = tuple(_PENALTY_VALUES)
+_PENALTY_ITEM = _object(_PENALTY_VALUES)
+_LICENCE_VALUES = {
+    "authority": _text_value(_SHORT),
+    "issued_on": _DAY_VALUE,
+    "licence_no": _text_value(100),
+    "summary": _text_value(_LONG),
+}
+_LICENCE_KEYS = tuple(_LICENCE_VALUES)
+_LICENCE_ITEM = _object(_LICENCE_VALUES)
+_RATING_VALUES = {
+    "common_grade": _optional(_text_value(16)),
+    "grade": _text_value(32),
+    "issued_on": _DAY_VALUE,
+    "issuer": _text_value(_SHORT),
+    "scale": _text_value(100),
+    "valid_until": _DAY_VALUE,
+}
+_RATING_KEYS = tuple(_RATING_VALUES)
+_RATING_ITEM = _object(_RATING_VALUES)
+_COMMITMENT_VALUES = {"content": _text_value(_LONG), "made_on": _DAY_VALUE}
+_COMMITMENT_KEYS = tuple(_COMMITMENT_VALUES)
+_COMMITMENT_ITEM = _object(_COMMITMENT_VALUES)
+_REGISTRATION_VALUES = {"label": _text_value(_LABEL), "value": _text_value(_REGISTRATION_VALUE)}
+_REGISTRATION_KEYS = tuple(_REGISTRATION_VALUES)
+_REGISTRATION_ITEM = _object(_REGISTRATION_VALUES)
 # The subject's identifier is checked by _canonical_subject; the pattern only keeps out
 # what it would refuse anyway (a normalised identifier is ASCII letters and digits).
-_SUBJECT_VALUE = _object(
-    _SUBJECT_KEYS,
-    {
-        "id": '"([0-9A-Z]{1,64})"',
-        "kind": _one_of(kind.value for kind in SubjectKind),
-        "name": _text_value(200),
-    },
-)
+_SUBJECT_VALUES = {
+    "id": '"([0-9A-Z]{1,64})"',
+    "kind": _one_of(kind.value for kind in SubjectKind),
+    "name": _text_value(200),
+}
+_SUBJECT_KEYS = tuple(_SUBJECT_VALUES)
 # The sections of a report, in the order of its fields, with the grammar of their items.
 _SECTION_ITEMS = {
     "commitments": _COMMITMENT_ITEM,
@@ -1023,42 +977,38 @@ _SECTION_ITEMS = {
     "registration": _REGISTRATION_ITEM,
 }
 _ITEMS = "<items>"  # where a section's items go in the file's grammar (no regex holds it)
-
-
-def _file_pieces() -> tuple[re.Pattern[str], ...]:
-    """The grammar of a whole file, cut where each section's items go: the pieces before,
-    between and after the sections (whose items the reader matches one at a time)."""
-    section = f"\\[{_ITEMS}\\]"
-    report = {
-        "commitments": section,
-        "issued_at": _TIME_VALUE,
-        "issuer": _CITY_VALUE,
-        "issuer_name": _text_value(_SHORT),
-        "licences": section,
-        "list_entries": section,
-        "manifest_version": _POSITIVE_NUMBER,
-        "penalties": section,
-        "ratings": section,
-        "registration": section,
-        "report_no": _REPORT_NO_VALUE,
-        "status_index": _WHOLE_NUMBER,
-        "subject": _SUBJECT_VALUE,
-        "supersedes": _optional(_REPORT_NO_VALUE),
-        "type": f'"{re.escape(REPORT_TYPE)}"',
-        "valid_until": _TIME_VALUE,
-    }
-    document = {
-        "keyid": f'"({KEYID.pattern})"',
-        "report": _object(_REPORT_KEYS, report),
-        "signature": '"([A-Za-z0-9+/=]{1,2048})"',  # as _signature: 2048 characters at most
-    }
-    return tuple(re.compile(piece) for piece in _object(_FILE_KEYS, document).split(_ITEMS))
-
-
-# Seven pieces around the six sections (in the order of _SECTION_ITEMS), and their groups:
+_SECTION = f"\\[{_ITEMS}\\]"
+_REPORT_VALUES = {
+    "commitments": _SECTION,
+    "issued_at": _TIME_VALUE,
+    "issuer": _CITY_VALUE,
+    "issuer_name": _text_value(_SHORT),
+    "licences": _SECTION,
+    "list_entries": _SECTION,
+    "manifest_version": _POSITIVE_NUMBER,
+    "penalties": _SECTION,
+    "ratings": _SECTION,
+    "registration": _SECTION,
+    "report_no": _REPORT_NO_VALUE,
+    "status_index": _WHOLE_NUMBER,
+    "subject": _object(_SUBJECT_VALUES),
+    "supersedes": _optional(_REPORT_NO_VALUE),
+    "type": f'"{re.escape(REPORT_TYPE)}"',
+    "valid_until": _TIME_VALUE,
+}
+_REPORT_KEYS = tuple(_REPORT_VALUES)
+_FILE_VALUES = {
+    "keyid": f'"({KEYID.pattern})"',
+    "report": _object(_REPORT_VALUES),
+    "signature": '"([A-Za-z0-9+/=]{1,2048})"',  # as _signature: 2048 characters at most
+}
+_FILE_KEYS = tuple(_FILE_VALUES)
+# The grammar of a whole file, cut where each section's items go: seven pieces before,
+# between and after the six sections (in the order of _SECTION_ITEMS, whose items the
+# reader matches one at a time), and their groups:
 #   keyid | issued_at, issuer, issuer_name | - | manifest_version | - | - |
 #   report_no, status_index, subject id, kind, name, supersedes, valid_until, signature
-_FILE_PIECES = _file_pieces()
+_FILE_PIECES = tuple(re.compile(piece) for piece in _object(_FILE_VALUES).split(_ITEMS))
 _SECTION_GRAMMARS = tuple(re.compile(item) for item in _SECTION_ITEMS.values())
 _LIST_KINDS = {kind.value: kind for kind in ListKind}
 _SUBJECT_KINDS = {kind.value: kind for kind in SubjectKind}
