@@ -410,6 +410,11 @@ def measure_offline(
             "round_ratios": _spread(
                 [a / b for a, b in zip(offline_loop.round_rates, raw_loop.round_rates, strict=True)]
             ),
+            # The fastest round of each loop, the one least slowed by other load: what the
+            # code gives on a quiet machine (other load slows the Python loop more).
+            "ratio_of_best_rounds": round(
+                max(offline_loop.round_rates) / max(raw_loop.round_rates), 3
+            ),
             # Where the rest of the time goes: parsing the file, and the seven steps on
             # an already parsed report (one signature verification among them).
             "diagnostic_parse_only_per_s": round(parse_loop.per_s),
