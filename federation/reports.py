@@ -925,7 +925,6 @@ _LIST_ENTRY_VALUES = {
     "removed_on": _optional(_DAY_VALUE),
     "why": _text_value(_LONG),
 }
-_LIST_ENTRY_KEYS = tuple(_LIST_ENTRY_VALUES)
 _LIST_ENTRY_ITEM = _object(_LIST_ENTRY_VALUES)
 _PENALTY_VALUES = {
     "authority": _text_value(_SHORT),
@@ -933,7 +932,6 @@ _PENALTY_VALUES = {
     "decision_no": _text_value(100),
     "summary": _text_value(_LONG),
 }
-_PENALTY_KEYS = tuple(_PENALTY_VALUES)
 _PENALTY_ITEM = _object(_PENALTY_VALUES)
 _LICENCE_VALUES = {
     "authority": _text_value(_SHORT),
@@ -941,7 +939,6 @@ _LICENCE_VALUES = {
     "licence_no": _text_value(100),
     "summary": _text_value(_LONG),
 }
-_LICENCE_KEYS = tuple(_LICENCE_VALUES)
 _LICENCE_ITEM = _object(_LICENCE_VALUES)
 _RATING_VALUES = {
     "common_grade": _optional(_text_value(16)),
@@ -951,13 +948,10 @@ _RATING_VALUES = {
     "scale": _text_value(100),
     "valid_until": _DAY_VALUE,
 }
-_RATING_KEYS = tuple(_RATING_VALUES)
 _RATING_ITEM = _object(_RATING_VALUES)
 _COMMITMENT_VALUES = {"content": _text_value(_LONG), "made_on": _DAY_VALUE}
-_COMMITMENT_KEYS = tuple(_COMMITMENT_VALUES)
 _COMMITMENT_ITEM = _object(_COMMITMENT_VALUES)
 _REGISTRATION_VALUES = {"label": _text_value(_LABEL), "value": _text_value(_REGISTRATION_VALUE)}
-_REGISTRATION_KEYS = tuple(_REGISTRATION_VALUES)
 _REGISTRATION_ITEM = _object(_REGISTRATION_VALUES)
 # The subject's identifier is checked by _canonical_subject; the pattern only keeps out
 # what it would refuse anyway (a normalised identifier is ASCII letters and digits).
@@ -966,7 +960,6 @@ _SUBJECT_VALUES = {
     "kind": _one_of(kind.value for kind in SubjectKind),
     "name": _text_value(200),
 }
-_SUBJECT_KEYS = tuple(_SUBJECT_VALUES)
 # The sections of a report, in the order of its fields, with the grammar of their items.
 _SECTION_ITEMS = {
     "commitments": _COMMITMENT_ITEM,
@@ -996,13 +989,11 @@ _REPORT_VALUES = {
     "type": f'"{re.escape(REPORT_TYPE)}"',
     "valid_until": _TIME_VALUE,
 }
-_REPORT_KEYS = tuple(_REPORT_VALUES)
 _FILE_VALUES = {
     "keyid": f'"({KEYID.pattern})"',
     "report": _object(_REPORT_VALUES),
     "signature": '"([A-Za-z0-9+/=]{1,2048})"',  # as _signature: 2048 characters at most
 }
-_FILE_KEYS = tuple(_FILE_VALUES)
 # The grammar of a whole file, cut where each section's items go: seven pieces before,
 # between and after the six sections (in the order of _SECTION_ITEMS, whose items the
 # reader matches one at a time), and their groups:
