@@ -20,8 +20,9 @@ Verification has two halves:
 
 Every malformation is a :class:`ReportFormatError` naming the field; a resident ID number
 never appears in an error message. A file in canonical form, as :meth:`SignedReport.to_bytes`
-writes it, is read in one pass (:func:`_read_canonical_file`); any other layout by the
-general strict reader, which accepts the same reports.
+writes it, is checked in one pass (:func:`_read_canonical_file`), its sections made when
+first read; any other layout is read by the general strict reader, which accepts the same
+reports.
 """
 
 from __future__ import annotations
@@ -588,6 +589,10 @@ class CreditReport:
     Times are kept in UTC to the second, so that a report equals itself after a round trip
     through its canonical JSON. Every date inside the report is on or before the issue date
     (in China); the report number carries the issuer and that date.
+
+    A report read from a canonical file (:meth:`SignedReport.from_bytes`) is checked
+    whole, but makes its sections (registration to commitments) only when one is first
+    read: see :class:`_SectionMadeWhenRead`.
     """
 
     report_no: str
@@ -925,21 +930,18 @@ _LIST_ENTRY_VALUES = {
     "removed_on": _optional(_DAY_VALUE),
     "why": _text_value(_LONG),
 }
-_LIST_ENTRY_ITEM = _object(_LIST_ENTRY_VALUES)
 _PENALTY_VALUES = {
     "authority": _text_value(_SHORT),
     "decided_on": _DAY_VALUE,
     "decision_no": _text_value(100),
     "summary": _text_value(_LONG),
 }
-_PENALTY_ITEM = _object(_PENALTY_VALUES)
 _LICENCE_VALUES = {
     "authority": _text_value(_SHORT),
     "issued_on": _DAY_VALUE,
     "licence_no": _text_value(100),
     "summary": _text_value(_LONG),
 }
-_LICENCE_ITEM = _object(_LICENCE_VALUES)
 _RATING_VALUES = {
     "common_grade": _optional(_text_value(16)),
     "grade": _text_value(32),
@@ -948,26 +950,14 @@ _RATING_VALUES = {
     "scale": _text_value(100),
     "valid_until": _DAY_VALUE,
 }
-_RATING_ITEM = _object(_RATING_VALUES)
 _COMMITMENT_VALUES = {"content": _text_value(_LONG), "made_on": _DAY_VALUE}
-_COMMITMENT_ITEM = _object(_COMMITMENT_VALUES)
 _REGISTRATION_VALUES = {"label": _text_value(_LABEL), "value": _text_value(_REGISTRATION_VALUE)}
-_REGISTRATION_ITEM = _object(_REGISTRATION_VALUES)
 # The subject's identifier is checked by _canonical_subject; the pattern only keeps out
 # what it would refuse anyway (a normalised identifier is ASCII letters and digits).
 _SUBJECT_VALUES = {
     "id": '"([0-9A-Z]{1,64})"',
     "kind": _one_of(kind.value for kind in SubjectKind),
     "name": _text_value(200),
-}
-# The sections of a report, in the order of its fields, with the grammar of their items.
-_SECTION_ITEMS = {
-    "commitments": _COMMITMENT_ITEM,
-    "licences": _LICENCE_ITEM,
-    "list_entries": _LIST_ENTRY_ITEM,
-    "penalties": _PENALTY_ITEM,
-    "ratings": _RATING_ITEM,
-    "registration": _REGISTRATION_ITEM,
 }
 _ITEMS = "<items>"  # where a section's items go in the file's grammar (no regex holds it)
 _SECTION = f"\\[{_ITEMS}\\]"
@@ -995,15 +985,198 @@ _FILE_VALUES = {
     "signature": '"([A-Za-z0-9+/=]{1,2048})"',  # as _signature: 2048 characters at most
 }
 # The grammar of a whole file, cut where each section's items go: seven pieces before,
-# between and after the six sections (in the order of _SECTION_ITEMS, whose items the
-# reader matches one at a time), and their groups:
+# between and after the six sections (in the order of the report's fields, which is the
+# order of _SECTION_READERS), and their groups:
 #   keyid | issued_at, issuer, issuer_name | - | manifest_version | - | - |
 #   report_no, status_index, subject id, kind, name, supersedes, valid_until, signature
 _FILE_PIECES = tuple(re.compile(piece) for piece in _object(_FILE_VALUES).split(_ITEMS))
-_SECTION_GRAMMARS = tuple(re.compile(item) for item in _SECTION_ITEMS.values())
 _LIST_KINDS = {kind.value: kind for kind in ListKind}
 _SUBJECT_KINDS = {kind.value: kind for kind in SubjectKind}
 _day = dt.date.fromisoformat
+
+
+def _uncaptured(pattern: str) -> str:
+    """``pattern`` with its groups made non-capturing: the same grammar, with no value kept.
+
+    (No pattern of the grammar has an escaped parenthesis or one in a character class.)
+    """
+    return re.sub(r"\((?!\?)", "(?:", pattern)
+
+
+class _SectionReader:
+    """How the one-pass reader reads one section of a report.
+
+    The first pass matches each item against ``checking``: the item's grammar, capturing
+    only the fields named in ``checked`` (in the grammar's order); ``check`` is then given
+    those fields of every item, and the issue day, and refuses by raising
+    :class:`_Declined`. The items are made later, when the report's sections are first
+    read (:class:`_UnreadSections`): ``make`` is given every field of an item matched by
+    ``reading``, and only makes the object.
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        checked: tuple[str, ...],
+        check: Callable[[list[tuple[Any, ...]], dt.date], None],
+        make: Callable[[tuple[Any, ...]], Any],
+    ) -> None:
+        self.checking = re.compile(
+            _object({k: v if k in checked else _uncaptured(v) for k, v in values.items()})
+        )
+        self.reading = re.compile(_object(values))
+        if checked != tuple(k for k in values if k in checked) or self.checking.groups != len(
+            checked
+        ):
+            raise ValueError(f"the grammar does not capture exactly {checked}, in its order")
+        self.check = check
+        self.make = make
+
+
+def _check_list_entries(rows: list[tuple[Any, ...]], issue_day: dt.date) -> None:
+    for active, listed_text, end_text, removal_reason, removed_text in rows:
+        listed_on, publicity_end = _day(listed_text), _day(end_text)
+        removed_on = None if removed_text is None else _day(removed_text)
+        if (
+            publicity_end <= listed_on
+            or (removed_on is None) != (removal_reason is None)
+            or (removed_on is not None and (removed_on < listed_on or active == "true"))
+            or (removed_on or listed_on) > issue_day
+        ):
+            raise _Declined
+
+
+def _check_dates(rows: list[tuple[Any, ...]], issue_day: dt.date) -> None:
+    """Items with one date each: calendar dates, on or before the issue day."""
+    for (text,) in rows:
+        if _day(text) > issue_day:
+            raise _Declined
+
+
+def _check_ratings(rows: list[tuple[Any, ...]], issue_day: dt.date) -> None:
+    for issued_text, valid_text in rows:
+        issued_on = _day(issued_text)
+        if _day(valid_text) < issued_on or issued_on > issue_day:
+            raise _Declined
+
+
+def _check_registration(rows: list[tuple[Any, ...]], issue_day: dt.date) -> None:
+    """At most MAX_REGISTRATION items, each label given once (the rows are the labels)."""
+    if len(rows) > MAX_REGISTRATION or len(set(rows)) != len(rows):
+        raise _Declined
+
+
+def _maker(
+    cls: type[_T], values: Mapping[str, str], **convert: Callable[[str], Any]
+) -> Callable[[tuple[Any, ...]], _T]:
+    """How to make a ``cls`` from the groups of its grammar ``values`` (whose keys are its
+    fields), converting the fields named in ``convert`` from their text unless null."""
+    names = tuple(values)
+
+    def make(groups: tuple[Any, ...]) -> _T:
+        fields = dict(zip(names, groups, strict=True))
+        for name, read in convert.items():
+            if fields[name] is not None:
+                fields[name] = read(fields[name])
+        return _from_dict(cls, fields)
+
+    return make
+
+
+#: The sections of a report, in the order of its fields (and of the file's pieces).
+_SECTION_READERS = {
+    "commitments": _SectionReader(
+        _COMMITMENT_VALUES,
+        ("made_on",),
+        _check_dates,
+        _maker(ReportCommitment, _COMMITMENT_VALUES, made_on=_day),
+    ),
+    "licences": _SectionReader(
+        _LICENCE_VALUES,
+        ("issued_on",),
+        _check_dates,
+        _maker(ReportLicence, _LICENCE_VALUES, issued_on=_day),
+    ),
+    "list_entries": _SectionReader(
+        _LIST_ENTRY_VALUES,
+        ("active", "listed_on", "publicity_end", "removal_reason", "removed_on"),
+        _check_list_entries,
+        _maker(
+            ReportListEntry,
+            _LIST_ENTRY_VALUES,
+            active="true".__eq__,
+            list_kind=_LIST_KINDS.__getitem__,
+            listed_on=_day,
+            publicity_end=_day,
+            removed_on=_day,
+        ),
+    ),
+    "penalties": _SectionReader(
+        _PENALTY_VALUES,
+        ("decided_on",),
+        _check_dates,
+        _maker(ReportPenalty, _PENALTY_VALUES, decided_on=_day),
+    ),
+    "ratings": _SectionReader(
+        _RATING_VALUES,
+        ("issued_on", "valid_until"),
+        _check_ratings,
+        _maker(ReportRating, _RATING_VALUES, issued_on=_day, valid_until=_day),
+    ),
+    # (label, value) pairs, as the groups are
+    "registration": _SectionReader(_REGISTRATION_VALUES, ("label",), _check_registration, tuple),
+}
+
+
+class _UnreadSections:
+    """The sections of a report from a canonical file: checked, not yet made.
+
+    The one-pass reader checks every item of every section, and leaves them in the file's
+    text; they are made when one of the report's sections is first read
+    (:class:`_SectionMadeWhenRead`). Verifying a report reads its header and its signed
+    bytes only, so a verifying node makes no section object unless it shows the report.
+    """
+
+    __slots__ = ("spans", "text")
+
+    def __init__(self, text: str, spans: Sequence[tuple[int, int]]) -> None:
+        self.text = text
+        self.spans = spans  # where each section's items are in the text
+
+    def read(self) -> dict[str, tuple[Any, ...]]:
+        # The items of a section follow one another separated by commas (as the first pass
+        # found), so finditer finds exactly them.
+        return {
+            name: tuple(
+                [reader.make(m.groups()) for m in reader.reading.finditer(self.text, *span)]
+            )
+            for (name, reader), span in zip(_SECTION_READERS.items(), self.spans, strict=True)
+        }
+
+
+class _SectionMadeWhenRead:
+    """A section of :class:`CreditReport`, for reports from the one-pass reader.
+
+    A report made by its constructor holds its sections, which hide this (a non-data
+    descriptor). A report from :func:`_read_canonical` holds an :class:`_UnreadSections`
+    instead: the first time one of its sections is read, all of them are made and kept
+    (two threads doing so at once keep equal sections).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, report: CreditReport | None, owner: type[Any] | None = None) -> Any:
+        if report is None:
+            return ()  # the field's default, as the class gives it
+        made = report.__dict__["_unread"].read()
+        report.__dict__.update(made)
+        return made[self.name]
+
+
+for _section in _SECTION_READERS:
+    setattr(CreditReport, _section, _SectionMadeWhenRead(_section))
+del _section
 
 
 def _read_canonical_file(data: bytes) -> SignedReport | None:
@@ -1014,23 +1187,23 @@ def _read_canonical_file(data: bytes) -> SignedReport | None:
     It accepts the same files as the general reader and gives the same report, with the
     same rules, checked in two steps:
 
-    * The grammar (:data:`_FILE_PIECES` and :data:`_SECTION_ITEMS`): canonical JSON of a
-      report file, with no backslash (so no escape), each object with exactly its fields
-      in sorted order, no space outside strings, numbers as canonical JSON writes them,
-      and the rules about one value: the texts of :func:`_text` (their length limits,
-      trimmed, no control character), the forms of dates, times, city codes, report
-      numbers, key ids and base64, the names of list and subject kinds, booleans where
-      booleans go and ``null`` only where a field is optional. Matching it, the file is
-      exactly its canonical JSON, and the report's signed bytes are the bytes between
-      ``"report":`` and ``,"signature":``: nothing is re-serialised.
+    * The grammar (:data:`_FILE_PIECES` and the items of :data:`_SECTION_READERS`):
+      canonical JSON of a report file, with no backslash (so no escape), each object with
+      exactly its fields in sorted order, no space outside strings, numbers as canonical
+      JSON writes them, and the rules about one value: the texts of :func:`_text` (their
+      length limits, trimmed, no control character), the forms of dates, times, city
+      codes, report numbers, key ids and base64, the names of list and subject kinds,
+      booleans where booleans go and ``null`` only where a field is optional. Matching it,
+      the file is exactly its canonical JSON, and the report's signed bytes are the bytes
+      between ``"report":`` and ``,"signature":``: nothing is re-serialised.
     * Python, on the captured strings: what the grammar cannot say (calendar dates, the
       order of dates, dates not after the issue day, the report number's date, the
       subject's identifier and kind, registration labels given once, section sizes).
 
-    The objects are made without running ``__post_init__``: every check it makes on
-    values from a file is made here. Nothing is deferred (every section is checked before
-    the report is returned, so a verdict, and what a clerk is shown, come from checked
-    data) and nothing is kept from one call to the next.
+    Every check is made before the report is returned, so a verdict, and what a clerk is
+    shown, come from checked data; nothing is kept from one call to the next. The objects
+    are made without running ``__post_init__`` (every check it makes on values from a file
+    is made here), and the sections' items only when first read (:class:`_UnreadSections`).
     ``tests/federation/test_reports_canonical_reader.py`` checks that both readers agree,
     on canonical files with every field altered among others.
     """
@@ -1051,16 +1224,17 @@ def _read_canonical(data: bytes) -> SignedReport:
     text = data.decode("utf-8")
     values: list[Any] = []
     sections: list[list[tuple[Any, ...]]] = []
+    spans: list[tuple[int, int]] = []
     at = 0
-    for piece, item in zip(_FILE_PIECES, _SECTION_GRAMMARS, strict=False):
+    for piece, reader in zip(_FILE_PIECES, _SECTION_READERS.values(), strict=False):
         found = piece.match(text, at)
         if found is None:
             raise _Declined
         values += found.groups()
-        at = found.end()
+        at = start = found.end()
         rows: list[tuple[Any, ...]] = []
         if text[at] != "]":  # the items, one by one, separated by commas
-            while (found := item.match(text, at)) is not None:
+            while (found := reader.checking.match(text, at)) is not None:
                 rows.append(found.groups())
                 at = found.end()
                 if text[at] != ",":
@@ -1068,7 +1242,10 @@ def _read_canonical(data: bytes) -> SignedReport:
                 at += 1
             else:
                 raise _Declined
+        if len(rows) > MAX_SECTION_ITEMS:
+            raise _Declined
         sections.append(rows)
+        spans.append((start, at))
     found = _FILE_PIECES[-1].fullmatch(text, at)
     if found is None:
         raise _Declined
@@ -1088,7 +1265,6 @@ def _read_canonical(data: bytes) -> SignedReport:
         valid_text,
         encoded,
     ) = values
-    commitments, licences, list_entries, penalties, ratings, registration = sections
     issued_at, valid_until = _canonical_time(issued_text), _canonical_time(valid_text)
     if valid_until <= issued_at:
         raise _Declined
@@ -1106,10 +1282,8 @@ def _read_canonical(data: bytes) -> SignedReport:
         check_report_no(supersedes, "supersedes")
         if supersedes == report_no or not supersedes.startswith(f"{issuer}-"):
             raise _Declined
-    if len(registration) > MAX_REGISTRATION or len({label for label, _ in registration}) != len(
-        registration
-    ):
-        raise _Declined
+    for reader, rows in zip(_SECTION_READERS.values(), sections, strict=True):
+        reader.check(rows, issue_day)
     report = _from_dict(
         CreditReport,
         {
@@ -1122,12 +1296,7 @@ def _read_canonical(data: bytes) -> SignedReport:
             "manifest_version": int(manifest_text),
             "status_index": status_index,
             "supersedes": supersedes,
-            "registration": tuple(registration),
-            "list_entries": _section(_list_entry, list_entries, issue_day),
-            "penalties": _section(_penalty, penalties, issue_day),
-            "licences": _section(_licence, licences, issue_day),
-            "ratings": _section(_rating, ratings, issue_day),
-            "commitments": _section(_commitment, commitments, issue_day),
+            "_unread": _UnreadSections(text, spans),
             "_issued_at_text": issued_text,
             "_valid_until_text": valid_text,
             # The file less what is around the report (ASCII: as many bytes as characters).
@@ -1185,116 +1354,6 @@ def _canonical_time(text: str) -> dt.datetime:
     if not _FIRST_YEAR <= time.year <= _LAST_YEAR:
         raise _Declined
     return time
-
-
-def _section(
-    read: Callable[[tuple[Any, ...], dt.date], _T], rows: list[tuple[Any, ...]], issue_day: dt.date
-) -> tuple[_T, ...]:
-    """A section's items from their groups; each item's dates on or before ``issue_day``."""
-    if len(rows) > MAX_SECTION_ITEMS:
-        raise _Declined
-    return tuple([read(row, issue_day) for row in rows])
-
-
-def _list_entry(row: tuple[Any, ...], issue_day: dt.date) -> ReportListEntry:
-    (
-        active,
-        authority,
-        decision_no,
-        kind,
-        listed_text,
-        origin,
-        origin_name,
-        end_text,
-        reason,
-        removal_reason,
-        removed_text,
-        why,
-    ) = row
-    listed_on, publicity_end = _day(listed_text), _day(end_text)
-    removed_on = None if removed_text is None else _day(removed_text)
-    if (
-        publicity_end <= listed_on
-        or (removed_on is None) != (removal_reason is None)
-        or (removed_on is not None and (removed_on < listed_on or active == "true"))
-        or (removed_on or listed_on) > issue_day
-    ):
-        raise _Declined
-    return _from_dict(
-        ReportListEntry,
-        {
-            "origin": origin,
-            "origin_name": origin_name,
-            "list_kind": _LIST_KINDS[kind],
-            "decision_no": decision_no,
-            "authority": authority,
-            "reason": reason,
-            "listed_on": listed_on,
-            "publicity_end": publicity_end,
-            "active": active == "true",
-            "why": why,
-            "removed_on": removed_on,
-            "removal_reason": removal_reason,
-        },
-    )
-
-
-def _penalty(row: tuple[Any, ...], issue_day: dt.date) -> ReportPenalty:
-    authority, decided_text, decision_no, summary = row
-    decided_on = _day(decided_text)
-    if decided_on > issue_day:
-        raise _Declined
-    return _from_dict(
-        ReportPenalty,
-        {
-            "authority": authority,
-            "decision_no": decision_no,
-            "decided_on": decided_on,
-            "summary": summary,
-        },
-    )
-
-
-def _licence(row: tuple[Any, ...], issue_day: dt.date) -> ReportLicence:
-    authority, issued_text, licence_no, summary = row
-    issued_on = _day(issued_text)
-    if issued_on > issue_day:
-        raise _Declined
-    return _from_dict(
-        ReportLicence,
-        {
-            "authority": authority,
-            "licence_no": licence_no,
-            "issued_on": issued_on,
-            "summary": summary,
-        },
-    )
-
-
-def _rating(row: tuple[Any, ...], issue_day: dt.date) -> ReportRating:
-    common_grade, grade, issued_text, issuer, scale, valid_text = row
-    issued_on, valid_until = _day(issued_text), _day(valid_text)
-    if valid_until < issued_on or issued_on > issue_day:
-        raise _Declined
-    return _from_dict(
-        ReportRating,
-        {
-            "issuer": issuer,
-            "scale": scale,
-            "grade": grade,
-            "common_grade": common_grade,
-            "issued_on": issued_on,
-            "valid_until": valid_until,
-        },
-    )
-
-
-def _commitment(row: tuple[Any, ...], issue_day: dt.date) -> ReportCommitment:
-    content, made_text = row
-    made_on = _day(made_text)
-    if made_on > issue_day:
-        raise _Declined
-    return _from_dict(ReportCommitment, {"made_on": made_on, "content": content})
 
 
 def sign_report(report: CreditReport, key: SigningKey) -> SignedReport:

@@ -125,6 +125,29 @@ def test_canonical_files_are_read_in_one_pass_as_the_strict_reader_reads_them(
     assert verdict.state == "valid"
 
 
+SECTIONS = ("registration", "list_entries", "penalties", "licences", "ratings", "commitments")
+
+
+def test_the_sections_are_made_when_first_read_and_then_kept() -> None:
+    report = full_report()
+    signed = read_canonical(sign_report(report, KEY).to_bytes())
+    assert signed is not None
+    held = signed.report.__dict__
+    # Checked whole, but a verdict reads only the header: the sections are not made yet.
+    assert verify_offline(signed, chain=CHAIN, now=NOW).state == "valid"
+    assert not set(SECTIONS) & set(held)
+    entries = signed.report.list_entries
+    assert entries == report.list_entries != ()
+    assert set(SECTIONS) <= set(held)  # all made at once, and kept
+    assert signed.report.list_entries is entries
+    assert all(getattr(signed.report, name) == getattr(report, name) for name in SECTIONS)
+    assert dataclasses.replace(signed.report, supersedes=None) == report
+    assert CreditReport.list_entries == ()  # the class still gives the field's default
+    copied = read_canonical(sign_report(report, KEY).to_bytes())
+    assert copied is not None
+    assert dataclasses.replace(copied.report) == report  # replace reads them too
+
+
 def test_the_regression_fixture_is_read_in_one_pass() -> None:
     data = sign_report(full_report(), FIXED_KEY).to_bytes()
     assert agree(data) is not None
@@ -156,6 +179,20 @@ def test_key_orders_are_those_of_canonical_json_and_of_the_fields() -> None:
     assert fields(reports.ReportRating) == keys(reports._RATING_VALUES)
     assert fields(reports.ReportCommitment) == keys(reports._COMMITMENT_VALUES)
     assert keys(reports._REGISTRATION_VALUES) == ("label", "value")
+    sections = tuple(k for k, v in reports._REPORT_VALUES.items() if v == reports._SECTION)
+    assert tuple(reports._SECTION_READERS) == sections == tuple(sorted(SECTIONS))
+
+
+def test_a_section_reader_checks_the_fields_it_is_given() -> None:
+    def nothing(rows: Any, day: Any) -> None:
+        return None
+
+    values = reports._PENALTY_VALUES
+    reader = reports._SectionReader(values, ("decided_on",), nothing, tuple)
+    assert (reader.checking.groups, reader.reading.groups) == (1, len(values))
+    for wrong in (("summary", "decided_on"), ("decided_on", "decided"), ("decided_on", "x")):
+        with pytest.raises(ValueError, match="does not capture exactly"):
+            reports._SectionReader(values, wrong, nothing, tuple)
 
 
 def _subject() -> dict[str, Any]:
