@@ -1333,8 +1333,9 @@ def _canonical_subject(kind: str, subject_id: str, name: str, issue_day: dt.date
 
 
 def _from_dict(cls: type[_T], values: dict[str, Any]) -> _T:
-    """An instance of the frozen dataclass ``cls`` holding ``values`` (its fields, and
-    cached properties), without ``__post_init__``: for values checked already."""
+    """An instance of the frozen dataclass ``cls`` holding ``values`` (its fields, cached
+    properties, and for a report its unread sections), without ``__post_init__``: for
+    values checked already."""
     instance = object.__new__(cls)
     object.__setattr__(instance, "__dict__", values)
     return instance

@@ -29,6 +29,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -77,6 +78,14 @@ class Database:
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._engine.dialect.name
+
+    def dialect_insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT into ``table`` in this database's dialect, which can say what to do
+        ON CONFLICT: the same SQL on SQLite (>= 3.24) and PostgreSQL, but each dialect
+        module builds its own statement."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

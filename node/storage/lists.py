@@ -175,14 +175,6 @@ def _entry(row: Any) -> EntryRow:
     return EntryRow(**{name: row._mapping[name] for name in _ENTRY_COLUMNS})
 
 
-def _dialect_insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
-    # INSERT ... ON CONFLICT needs the dialect's own insert(); the SQL is the same on
-    # SQLite (>= 3.24) and PostgreSQL.
-    if db.dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 # --- logs -------------------------------------------------------------------------------
 
 
@@ -193,7 +185,7 @@ class LogRepository:
         self._db = db
         # Replication fills these tables far faster than autovacuum re-analyses them.
         self._statistics = PlannerStatistics(db, (log_leaves, log_blocks, list_entries))
-        entry_upsert = _dialect_insert(db, list_entries)
+        entry_upsert = db.dialect_insert(list_entries)
         self._upsert_entries = entry_upsert.on_conflict_do_update(
             index_elements=[list_entries.c.origin, list_entries.c.entry_id],
             set_={
@@ -202,7 +194,7 @@ class LogRepository:
                 if name not in ("origin", "entry_id")
             },
         )
-        head_upsert = _dialect_insert(db, log_heads)
+        head_upsert = db.dialect_insert(log_heads)
         self._upsert_head = head_upsert.on_conflict_do_update(
             index_elements=[log_heads.c.origin],
             set_={
@@ -666,7 +658,7 @@ class ReplicaRepository:
             "blocked_reason": None,
             **values,
         }
-        return _dialect_insert(self._db, replica_status).values(**row)
+        return self._db.dialect_insert(replica_status).values(**row)
 
     def _execute(self, statement: Executable) -> None:
         with self._db.transaction() as connection:

@@ -17,10 +17,9 @@ import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Iterator, Sequence
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from sqlalchemy import Connection, delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from node.storage.database import Database
 from node.storage.schema import list_entries, match_audit, match_quota, match_seen_requests
@@ -52,12 +51,6 @@ def _clip(text: str | None) -> str | None:
     if text is None or len(text) <= AUDIT_TEXT_MAX_CHARS:
         return text
     return text[: AUDIT_TEXT_MAX_CHARS - 3] + "..."
-
-
-def _dialect_insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
-    if db.dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 # --- audit ---------------------------------------------------------------------------------
@@ -215,11 +208,11 @@ class MatchQuotaRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        seen = _dialect_insert(db, match_seen_requests)
+        seen = db.dialect_insert(match_seen_requests)
         self._remember = seen.on_conflict_do_nothing(
             index_elements=[match_seen_requests.c.peer, match_seen_requests.c.request_id]
         )
-        day_row = _dialect_insert(db, match_quota)
+        day_row = db.dialect_insert(match_quota)
         self._open_day = day_row.on_conflict_do_nothing(
             index_elements=[match_quota.c.peer, match_quota.c.day]
         )

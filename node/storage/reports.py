@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from sqlalchemy import Connection, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
@@ -41,14 +40,6 @@ REPORT_STATES: Final = ("valid", "revoked", "superseded")
 def _require_aware(name: str, value: dt.datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime")
-
-
-def _dialect_insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
-    # INSERT ... ON CONFLICT needs the dialect's own insert(); the SQL is the same on
-    # SQLite (>= 3.24) and PostgreSQL.
-    if db.dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 # --- rows -------------------------------------------------------------------------------
@@ -201,7 +192,7 @@ def _newer_only(db: Database, table: Any, keys: Sequence[str], values: dict[str,
     One statement, so two writers offering versions at once cannot interleave a read and a
     write: the database keeps the higher. Returns whether the row was written.
     """
-    offered = _dialect_insert(db, table).values(**values)
+    offered = db.dialect_insert(table).values(**values)
     stored = table.c
     statement = offered.on_conflict_do_update(
         index_elements=[stored[key] for key in keys],
@@ -223,7 +214,7 @@ class ReportRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        check_upsert = _dialect_insert(db, report_status_checks)
+        check_upsert = db.dialect_insert(report_status_checks)
         self._upsert_check = check_upsert.on_conflict_do_update(
             index_elements=[report_status_checks.c.report_no],
             set_={

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
@@ -193,10 +192,8 @@ class PeerContactRepository:
     def _upsert(
         self, city: str, *, insert_values: dict[str, Any], update_values: dict[str, Any]
     ) -> None:
-        # INSERT ... ON CONFLICT DO UPDATE: same SQL on SQLite (>= 3.24) and PostgreSQL,
-        # atomic without a read first; each dialect module builds its own statement.
-        dialect_insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(peer_contacts).values(city_code=city, **insert_values)
+        # INSERT ... ON CONFLICT DO UPDATE: atomic without a read first.
+        statement = self._db.dialect_insert(peer_contacts).values(city_code=city, **insert_values)
         statement = statement.on_conflict_do_update(
             index_elements=[peer_contacts.c.city_code], set_=update_values
         )
