@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -324,7 +326,7 @@ def _create_sqlite_engine(url: URL) -> Engine:
             if not in_memory:
                 # WAL: readers never block the writer, so the CLI can read while the node
                 # writes. NORMAL sync is durable across application crashes in WAL mode.
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
@@ -334,6 +336,27 @@ def _create_sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
 
     return engine
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (once per file: the mode is kept in the file).
+
+    The switch needs the whole file to itself, and while another process holds a write
+    lock (a second process migrating a brand-new database) SQLite refuses it at once
+    with "database is locked", without waiting out the busy timeout (it would deadlock).
+    So it is tried again until that timeout has passed.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _migrate(engine: Engine) -> None:

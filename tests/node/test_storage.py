@@ -106,6 +106,43 @@ def test_concurrent_first_open_by_several_processes_is_safe(database_url: str) -
     assert outcomes == [head_revision()] * len(children)
 
 
+def _held_new_sqlite_file(path: Path) -> sqlite3.Connection:
+    """A new database file (rollback journal) with another connection's write lock on it."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_program (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_new_sqlite_file_switches_to_wal_once_another_writer_lets_go(tmp_path: Path) -> None:
+    # SQLite refuses the switch to WAL at once, not after the busy timeout, while another
+    # connection holds a write lock: that is how a second process opening a brand-new
+    # database found it "locked".
+    holder = _held_new_sqlite_file(tmp_path / "node.db")
+    release = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        with open_database(f"sqlite:///{tmp_path / 'node.db'}") as database:
+            assert database.schema_revision() == head_revision()
+            with database.read() as connection:
+                assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        release.join()
+        holder.close()
+
+
+def test_a_writer_that_never_lets_go_is_reported_after_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("node.storage.database.SQLITE_BUSY_TIMEOUT_MS", 200)
+    holder = _held_new_sqlite_file(tmp_path / "node.db")
+    try:
+        with pytest.raises(StorageError, match="database is locked"):
+            open_database(f"sqlite:///{tmp_path / 'node.db'}")
+    finally:
+        holder.close()
+
+
 def test_migrations_match_the_models(db: Database) -> None:
     with db.engine.connect() as connection:
         context = MigrationContext.configure(
