@@ -221,14 +221,22 @@ class Manifest:
     # --- lookups --------------------------------------------------------------------
 
     def member(self, city_code: str) -> Member | None:
-        return next((m for m in self.members if m.city_code == city_code), None)
+        return self._by_city.get(city_code)
 
     def member_by_fingerprint(self, sha256hex: str) -> Member | None:
         """The member whose pinned TLS certificate has this SHA-256 fingerprint."""
         return self._by_fingerprint.get(sha256hex.lower())
 
     def member_by_keyid(self, keyid: str) -> Member | None:
-        return next((m for m in self.members if m.signing_key.keyid == keyid), None)
+        return self._by_keyid.get(keyid)
+
+    @functools.cached_property
+    def _by_city(self) -> dict[str, Member]:
+        return {m.city_code: m for m in self.members}
+
+    @functools.cached_property
+    def _by_keyid(self) -> dict[str, Member]:
+        return {m.signing_key.keyid: m for m in self.members}
 
     @functools.cached_property
     def _by_fingerprint(self) -> dict[str, Member]:
