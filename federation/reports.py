@@ -39,6 +39,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal, TypeVar
 
 from federation.canonical import MAX_DOCUMENT_BYTES, canonical_bytes, parse_document
@@ -1010,8 +1011,8 @@ class _SectionReader:
     only the fields named in ``checked`` (in the grammar's order); ``check`` is then given
     those fields of every item, and the issue day, and refuses by raising
     :class:`_Declined`. The items are made later, when the report's sections are first
-    read (:class:`_UnreadSections`): ``make`` is given every field of an item matched by
-    ``reading``, and only makes the object.
+    read (:meth:`items`): ``make`` is given every field of an item by name, and only
+    makes the object.
     """
 
     def __init__(
@@ -1019,18 +1020,38 @@ class _SectionReader:
         values: Mapping[str, str],
         checked: tuple[str, ...],
         check: Callable[[list[tuple[Any, ...]], dt.date], None],
-        make: Callable[[tuple[Any, ...]], Any],
+        make: Callable[[dict[str, Any]], Any],
     ) -> None:
+        self._values = values
         self.checking = re.compile(
             _object({k: v if k in checked else _uncaptured(v) for k, v in values.items()})
         )
-        self.reading = re.compile(_object(values))
         if checked != tuple(k for k in values if k in checked) or self.checking.groups != len(
             checked
         ):
             raise ValueError(f"the grammar does not capture exactly {checked}, in its order")
         self.check = check
-        self.make = make
+        self._make = make
+
+    @functools.cached_property
+    def reading(self) -> re.Pattern[str]:
+        """The item's grammar capturing every field: compiled when first needed, as only
+        a report that is shown needs it."""
+        return re.compile(_object(self._values))
+
+    def items(self, text: str, start: int, end: int) -> tuple[Any, ...]:
+        """The items checked by the first pass between ``start`` and ``end`` of ``text``.
+
+        They follow one another separated by commas (as the first pass found), so
+        finditer finds exactly them.
+        """
+        names = tuple(self._values)
+        return tuple(
+            [
+                self._make(dict(zip(names, found.groups(), strict=True)))
+                for found in self.reading.finditer(text, start, end)
+            ]
+        )
 
 
 def _check_list_entries(rows: list[tuple[Any, ...]], issue_day: dt.date) -> None:
@@ -1066,15 +1087,11 @@ def _check_registration(rows: list[tuple[Any, ...]], issue_day: dt.date) -> None
         raise _Declined
 
 
-def _maker(
-    cls: type[_T], values: Mapping[str, str], **convert: Callable[[str], Any]
-) -> Callable[[tuple[Any, ...]], _T]:
-    """How to make a ``cls`` from the groups of its grammar ``values`` (whose keys are its
-    fields), converting the fields named in ``convert`` from their text unless null."""
-    names = tuple(values)
+def _maker(cls: type[_T], **convert: Callable[[str], Any]) -> Callable[[dict[str, Any]], _T]:
+    """How to make a ``cls`` from its fields by name, as the grammar captured them,
+    converting those named in ``convert`` from their text unless null."""
 
-    def make(groups: tuple[Any, ...]) -> _T:
-        fields = dict(zip(names, groups, strict=True))
+    def make(fields: dict[str, Any]) -> _T:
         for name, read in convert.items():
             if fields[name] is not None:
                 fields[name] = read(fields[name])
@@ -1089,13 +1106,13 @@ _SECTION_READERS = {
         _COMMITMENT_VALUES,
         ("made_on",),
         _check_dates,
-        _maker(ReportCommitment, _COMMITMENT_VALUES, made_on=_day),
+        _maker(ReportCommitment, made_on=_day),
     ),
     "licences": _SectionReader(
         _LICENCE_VALUES,
         ("issued_on",),
         _check_dates,
-        _maker(ReportLicence, _LICENCE_VALUES, issued_on=_day),
+        _maker(ReportLicence, issued_on=_day),
     ),
     "list_entries": _SectionReader(
         _LIST_ENTRY_VALUES,
@@ -1103,7 +1120,6 @@ _SECTION_READERS = {
         _check_list_entries,
         _maker(
             ReportListEntry,
-            _LIST_ENTRY_VALUES,
             active="true".__eq__,
             list_kind=_LIST_KINDS.__getitem__,
             listed_on=_day,
@@ -1115,16 +1131,17 @@ _SECTION_READERS = {
         _PENALTY_VALUES,
         ("decided_on",),
         _check_dates,
-        _maker(ReportPenalty, _PENALTY_VALUES, decided_on=_day),
+        _maker(ReportPenalty, decided_on=_day),
     ),
     "ratings": _SectionReader(
         _RATING_VALUES,
         ("issued_on", "valid_until"),
         _check_ratings,
-        _maker(ReportRating, _RATING_VALUES, issued_on=_day, valid_until=_day),
+        _maker(ReportRating, issued_on=_day, valid_until=_day),
     ),
-    # (label, value) pairs, as the groups are
-    "registration": _SectionReader(_REGISTRATION_VALUES, ("label",), _check_registration, tuple),
+    "registration": _SectionReader(
+        _REGISTRATION_VALUES, ("label",), _check_registration, itemgetter("label", "value")
+    ),
 }
 
 
@@ -1144,12 +1161,8 @@ class _UnreadSections:
         self.spans = spans  # where each section's items are in the text
 
     def read(self) -> dict[str, tuple[Any, ...]]:
-        # The items of a section follow one another separated by commas (as the first pass
-        # found), so finditer finds exactly them.
         return {
-            name: tuple(
-                [reader.make(m.groups()) for m in reader.reading.finditer(self.text, *span)]
-            )
+            name: reader.items(self.text, *span)
             for (name, reader), span in zip(_SECTION_READERS.items(), self.spans, strict=True)
         }
 
