@@ -251,7 +251,7 @@ def check_report_no(value: object, name: str = "report_no") -> str:
         )
     _city_part, day, sequence = value.split("-")
     try:
-        dt.datetime.strptime(day, "%Y%m%d")
+        dt.date.fromisoformat(day)  # YYYYMMDD, ISO 8601's basic form
     except ValueError:
         raise ReportFormatError(f"{name}: {day} is not a calendar date") from None
     if int(sequence) == 0:

@@ -173,8 +173,11 @@ def test_report_number() -> None:
     late = dt.datetime(2026, 6, 1, 17, 0, tzinfo=dt.UTC)  # already June 2nd in China
     assert report_number(QINGDAO, late, 1) == "370200-20260602-000001"
     assert check_report_no("370200-20261202-000017") == "370200-20261202-000017"
+    assert check_report_no("370200-20280229-000001") == "370200-20280229-000001"  # leap day
     for bad in (
         "370200-20261232-000001",
+        "370200-20260229-000001",
+        "370200-00001202-000001",
         "370200-20261202-000000",
         "070200-20261202-000001",
         "370200-2026120-000001",
