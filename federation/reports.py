@@ -1942,11 +1942,13 @@ def final_verdict(
     *,
     status_source: StatusSource | None,
     status_as_of: dt.datetime | None,
+    unknown_because: str | None = None,
 ) -> Verdict:
     """Combine offline verification with the report's status (from the issuer or a replica).
 
     An invalid or expired report is that, whatever its status. Without a status the report
-    is never called valid: its state is ``status-unknown``.
+    is never called valid: its state is ``status-unknown``, with ``unknown_because`` among
+    the reasons when it is known why.
     """
     reasons = list(offline.reasons)
     report = offline.report
@@ -1960,7 +1962,8 @@ def final_verdict(
         status = None
     if status is None:
         since = format_utc(status_as_of) if status_as_of is not None else "never checked"
-        reasons.append(f"status: unknown (last checked: {since})")
+        why = f"{unknown_because}; " if unknown_because else ""
+        reasons.append(f"status: unknown ({why}last checked: {since})")
         return Verdict(
             "status-unknown", tuple(reasons), f"signature valid, status unknown since {since}"
         )

@@ -25,6 +25,7 @@ from federation.reports import (
     ReportListEntry,
     ReportPenalty,
     ReportRating,
+    ReportState,
     ReportStatus,
     SignedReport,
     SignedStatusList,
@@ -32,6 +33,7 @@ from federation.reports import (
     StatusSource,
     Verdict,
     accept_status_list,
+    check_report_no,
     final_verdict,
     report_number,
     sign_report,
@@ -58,7 +60,25 @@ RECENTLY_REMOVED = dt.timedelta(days=365)
 STATUS_TTL = dt.timedelta(seconds=10)
 STATUS_TIMEOUT_S = 2.0
 
-_STATE_FROM_WIRE = {1: "valid", 2: "revoked", 3: "superseded"}
+_STATE_FROM_WIRE: dict[int, ReportState] = {1: "valid", 2: "revoked", 3: "superseded"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusFound:
+    """What this node found of a report's status, where, and as of when.
+
+    Without a status, ``as_of`` is when it was last known (if ever) and
+    ``unknown_because`` may say why it is unknown.
+    """
+
+    status: ReportStatus | None
+    source: StatusSource | None
+    as_of: dt.datetime | None
+    unknown_because: str | None = None
+
+    @classmethod
+    def unknown(cls, as_of: dt.datetime | None, because: str | None = None) -> StatusFound:
+        return cls(None, None, as_of, because)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +125,12 @@ class ReportOffice:
         days = valid_days or DEFAULT_VALID_DAYS
         if not 0 < days <= MAX_VALID_DAYS:
             raise InvalidInputError(f"valid_days must be 1 to {MAX_VALID_DAYS}, not {days}")
+        old = self._own_report(check_report_no(supersedes, "supersedes")) if supersedes else None
+        if old is not None and old.subject_id != subject.value:
+            raise InvalidInputError(
+                f"supersedes: report {supersedes} is about another subject; a report is "
+                "superseded only by a report on the same subject"
+            )
         names = self._member_names()
         entries, penalties = [], []
         for answer in self._queries.subject_status(subject, include_inactive=True):
@@ -148,7 +174,6 @@ class ReportOffice:
             raise InvalidInputError(
                 "subject_name is needed: no list entry here gives the subject's name"
             )
-        old = self._own_report(supersedes) if supersedes else None
         prefix = f"{self._me}-{now.astimezone(CHINA_TZ):%Y%m%d}-"
         report_no = report_number(self._me, now, self._reports.count_issued_on(prefix) + 1)
         index = self._reports.next_status_index()
@@ -296,59 +321,93 @@ class ReportOffice:
         if report is None or offline.state != "valid" or offline_only:
             verdict = final_verdict(offline, None, status_source=None, status_as_of=None)
             return Verification(verdict, report, None, "", None)
-        status, source, as_of = await self._status(report)
-        verdict = final_verdict(offline, status, status_source=source, status_as_of=as_of)
-        return Verification(verdict, report, status, source or "", as_of)
+        found = await self._status(report)
+        verdict = final_verdict(
+            offline,
+            found.status,
+            status_source=found.source,
+            status_as_of=found.as_of,
+            unknown_because=found.unknown_because,
+        )
+        return Verification(verdict, report, found.status, found.source or "", found.as_of)
 
-    async def _status(
-        self, report: CreditReport
-    ) -> tuple[ReportStatus | None, StatusSource | None, dt.datetime | None]:
-        if report.issuer == self._me:
-            status = self.own_status(report.report_no)
-            return status, "issuer", self._clock.now()
+    async def _status(self, report: CreditReport) -> StatusFound:
+        """The report's status: from this city's own list for its own reports; for another
+        city's, a revocation or supersession known here (they are final), else the issuer's
+        answer (reused for :data:`STATUS_TTL`), else the issuer's signed list held here."""
         now = self._clock.now()
+        if report.issuer == self._me:
+            if self._reports.get(report.report_no) is None:
+                return StatusFound.unknown(now, f"this city has no record of {report.describe()}")
+            return StatusFound(self.status_list().status_for(report), "issuer", now)
         cached = self._reports.cached_status(report.report_no)
         held = self._held_status(report)
+        if cached is not None and cached.state != "valid":
+            return StatusFound(_from_check(cached), "issuer", cached.checked_at)
+        if held is not None and held[0].state != "valid":
+            return StatusFound(held[0], "replica", held[1])
         if cached is not None and now - cached.checked_at <= STATUS_TTL:
-            if held is not None and held[0].state != "valid" and held[1] > cached.status_at:
-                return held[0], "replica", held[1]  # a newer signed list already says so
-            return _from_check(cached), "issuer", cached.checked_at
-        stub = self._links.stub(report.issuer)
-        if stub is not None:
-            try:
-                answer = await stub.GetReportStatus(
-                    peer_pb2.GetReportStatusRequest(report_no=report.report_no),
-                    timeout=STATUS_TIMEOUT_S,
-                )
-                status = ReportStatus(
+            return StatusFound(_from_check(cached), "issuer", cached.checked_at)
+        try:
+            status = await self._ask_issuer(report)
+        except _IssuerDenies:
+            return StatusFound.unknown(
+                now, f"the issuer {report.issuer} answered that it has no record of this report"
+            )
+        if status is not None:
+            self._reports.cache_status(
+                StatusCheck(
                     report_no=report.report_no,
-                    state=_STATE_FROM_WIRE.get(answer.state, "valid"),  # type: ignore[arg-type]
-                    reason=answer.reason,
-                    superseded_by=answer.superseded_by or None,
-                    at=answer.at.ToDatetime(dt.UTC),
+                    issuer=report.issuer,
+                    state=status.state,
+                    reason=status.reason,
+                    superseded_by=status.superseded_by,
+                    status_at=status.at,
+                    checked_at=now,
                 )
-                self._reports.cache_status(
-                    StatusCheck(
-                        report_no=report.report_no,
-                        issuer=report.issuer,
-                        state=status.state,
-                        reason=status.reason,
-                        superseded_by=status.superseded_by,
-                        status_at=status.at,
-                        checked_at=now,
-                    )
-                )
-                return status, "issuer", now
-            except (grpc.aio.AioRpcError, CreditNetError) as exc:
-                log.info(
-                    "issuer did not answer a status request",
-                    extra={"fields": {"issuer": report.issuer, "error": str(exc)[:200]}},
-                )
+            )
+            return StatusFound(status, "issuer", now)
         if held is not None:
-            return held[0], "replica", held[1]
-        if cached is not None:
-            return None, None, cached.checked_at
-        return None, None, None
+            return StatusFound(held[0], "replica", held[1])
+        return StatusFound.unknown(cached.checked_at if cached is not None else None)
+
+    async def _ask_issuer(self, report: CreditReport) -> ReportStatus | None:
+        """The issuer's answer; ``None`` when it gives none this node can use (unreachable,
+        or an answer that is not one: a state or time it cannot read, another report)."""
+        stub = self._links.stub(report.issuer)
+        if stub is None:
+            return None
+        try:
+            answer = await stub.GetReportStatus(
+                peer_pb2.GetReportStatusRequest(report_no=report.report_no),
+                timeout=STATUS_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise _IssuerDenies from None
+            error = f"{exc.code().name}: {exc.details()}"[:200]
+            log.info(
+                "issuer did not answer a status request",
+                extra={"fields": {"issuer": report.issuer, "error": error}},
+            )
+            return None
+        try:
+            state = _STATE_FROM_WIRE[answer.state]
+            status = ReportStatus(
+                report_no=report.report_no,
+                state=state,
+                reason=answer.reason,
+                superseded_by=answer.superseded_by or None,
+                at=answer.at.ToDatetime(dt.UTC),
+            )
+        except (KeyError, ValueError, OverflowError, CreditNetError) as exc:
+            # Fail closed: an answer that cannot be read says nothing (never "valid").
+            log.warning(
+                "issuer's status answer refused",
+                extra={"fields": {"issuer": report.issuer, "reason": _unreadable(exc)}},
+            )
+            return None
+        return status
 
     def _held_status(self, report: CreditReport) -> tuple[ReportStatus, dt.datetime] | None:
         """The report's status in the issuer's signed status list held here, if any."""
@@ -364,6 +423,18 @@ class ReportOffice:
         if report.status_index >= status_list.size:
             return None
         return status_list.status_for(report), status_list.updated_at
+
+
+class _IssuerDenies(Exception):
+    """The issuer answered that it has no record of the report (NOT_FOUND)."""
+
+
+def _unreadable(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"unknown state {exc.args[0]}"
+    if isinstance(exc, CreditNetError):
+        return exc.message
+    return f"unreadable time: {exc}"
 
 
 def _from_check(check: StatusCheck) -> ReportStatus:

@@ -220,6 +220,9 @@ class ReportRepository:
             set_={
                 name: check_upsert.excluded[name] for name in _CHECK_COLUMNS if name != "report_no"
             },
+            # A revocation or supersession is final: a later (or slower) "valid" never
+            # replaces it.
+            where=report_status_checks.c.state == "valid",
         )
 
     def next_status_index(self) -> int:
@@ -318,7 +321,8 @@ class ReportRepository:
         return None if row is None else _check(row)
 
     def cache_status(self, row: StatusCheck) -> None:
-        """Remember an online status answer, replacing any earlier one for the report."""
+        """Remember an online status answer, replacing an earlier "valid" one for the report
+        (a revoked or superseded answer stays)."""
         with self._db.transaction() as connection:
             connection.execute(self._upsert_check, [_values(row, _CHECK_COLUMNS)])
 

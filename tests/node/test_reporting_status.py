@@ -1,0 +1,312 @@
+"""How a node finds a report's status (node.reporting.ReportOffice), whatever the issuer
+answers: a real SQLite database and trust store; the issuer's peer API is the one fake,
+at the network boundary, so that it can answer what a real node never would."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from creditnet.v1 import peer_pb2
+from federation.clock import FixedClock
+from federation.errors import InvalidInputError, NotFoundError
+from federation.manifest import SignedManifest, build_manifest
+from federation.reports import (
+    SignedReport,
+    StatusList,
+    sign_report,
+    sign_status_list,
+)
+from node.reporting import STATUS_TTL, ReportOffice, Verification
+from node.storage import open_database
+from node.storage.reports import ReportRepository, StatusCheck
+from node.storage.repositories import EventRepository, ManifestRepository
+from node.trust import TrustStore
+from tests.federation.conftest import YEAR, make_city
+from tests.federation.fixtures.reports import COMPANY, ISSUED, PERSON_ID, QINGDAO, YANTAI
+from tests.federation.fixtures.reports import full_report as _full_report
+
+CITIES = {code: make_city(code) for code in (QINGDAO, YANTAI)}
+NOW = ISSUED + dt.timedelta(hours=1)
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+class FakeIssuer:
+    """Qingdao's peer API as Yantai's node reaches it: answers what the test sets."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        self.clock = clock
+        self.state = 1  # valid
+        self.reason = "not revoked or superseded"
+        self.superseded_by = ""
+        self.at_seconds: int | None = None
+        self.error: grpc.StatusCode | None = None
+        self.calls = 0
+
+    async def GetReportStatus(
+        self, request: peer_pb2.GetReportStatusRequest, **_call_options: Any
+    ) -> peer_pb2.GetReportStatusResponse:
+        self.calls += 1
+        if self.error is not None:
+            raise grpc.aio.AioRpcError(
+                self.error, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{self.error.name} here"
+            )
+        answer = peer_pb2.GetReportStatusResponse(
+            state=self.state, reason=self.reason, superseded_by=self.superseded_by
+        )
+        if self.at_seconds is None:
+            answer.at.FromDatetime(self.clock.now())
+        else:
+            answer.at.seconds = self.at_seconds
+        return answer
+
+    def revoke(self, reason: str) -> None:
+        self.state, self.reason = 2, reason
+
+
+class Links:
+    def __init__(self, issuer: FakeIssuer | None) -> None:
+        self.issuer = issuer
+
+    def stub(self, city_code: str) -> Any:
+        return self.issuer if city_code == QINGDAO else None
+
+
+class Unused:
+    """Issuing parts that these tests never reach."""
+
+    def subject_status(self, subject: Any, include_inactive: bool) -> list[Any]:
+        return []
+
+    def about(self, subject: Any) -> list[Any]:
+        return []
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def issuer(clock: FixedClock) -> FakeIssuer:
+    return FakeIssuer(clock)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Any]:
+    db = open_database(f"sqlite:///{tmp_path / 'node.db'}")
+    yield db
+    db.close()
+
+
+def office(database: Any, clock: FixedClock, city: str, links: Links) -> ReportOffice:
+    manifest = build_manifest(
+        federation_id="jiaodong",
+        federation_name="胶东经济圈",
+        members=[c.member for c in CITIES.values()],
+        threshold=2,
+        expires=ISSUED + YEAR,
+    )
+    signed = SignedManifest(manifest)
+    for member in CITIES.values():
+        signed = signed.sign(member.key)
+    trust = TrustStore(ManifestRepository(database), clock, EventRepository(database))
+    trust.install(signed.to_bytes(), source="operator")
+    return ReportOffice(
+        city_code=city,
+        city_name=city,
+        signing_key=CITIES[city].key,
+        trust=trust,
+        reports=ReportRepository(database),
+        queries=Unused(),  # type: ignore[arg-type]
+        ratings=Unused(),  # type: ignore[arg-type]
+        links=links,  # type: ignore[arg-type]
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def yantai(database: Any, clock: FixedClock, issuer: FakeIssuer) -> ReportOffice:
+    return office(database, clock, YANTAI, Links(issuer))
+
+
+def full_report() -> SignedReport:
+    return sign_report(_full_report(), CITIES[QINGDAO].key)
+
+
+def hold_status_list(database: Any, *, revoked: bool, at: dt.datetime) -> None:
+    """Qingdao's signed status list as Yantai holds it (a replica)."""
+    status_list = StatusList.new(issuer=QINGDAO, at=at, size=64)
+    if revoked:
+        status_list = status_list.revoke(_full_report().status_index, "出具有误", at)
+    ReportRepository(database).put_status_list(
+        QINGDAO,
+        status_list.version,
+        status_list.updated_at,
+        sign_status_list(status_list, CITIES[QINGDAO].key).to_bytes(),
+        at,
+    )
+
+
+def verify(office: ReportOffice, document: SignedReport) -> Verification:
+    return asyncio.run(office.verify(document.to_bytes(), offline_only=False))
+
+
+def test_the_issuers_answer_is_reused_for_its_ttl(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock
+) -> None:
+    document = full_report()
+    first = verify(yantai, document)
+    assert (first.verdict.state, first.status_source, issuer.calls) == ("valid", "issuer", 1)
+    clock.advance(STATUS_TTL)
+    assert verify(yantai, document).verdict.state == "valid"
+    assert issuer.calls == 1
+    clock.advance(dt.timedelta(seconds=1))
+    assert verify(yantai, document).verdict.state == "valid"
+    assert issuer.calls == 2
+
+
+def test_a_revocation_learnt_from_the_issuer_outlives_the_ttl_and_the_issuer(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock, database: Any
+) -> None:
+    # The list held here is older than the revocation, and says valid.
+    hold_status_list(database, revoked=False, at=NOW - dt.timedelta(minutes=5))
+    document = full_report()
+    issuer.revoke("出具有误")
+    assert verify(yantai, document).verdict.state == "revoked"
+    clock.advance(STATUS_TTL * 3)
+    issuer.error = UNAVAILABLE
+    later = verify(yantai, document)
+    assert later.verdict.state == "revoked"
+    assert later.verdict.summary == "revoked: 出具有误"
+    # Back up and answering "valid" (a restored backup, say): a revocation is final.
+    issuer.error = None
+    issuer.state, issuer.reason = 1, "not revoked or superseded"
+    clock.advance(STATUS_TTL * 3)
+    assert verify(yantai, document).verdict.state == "revoked"
+
+
+def test_a_revocation_in_the_held_list_wins_over_the_issuers_valid(
+    yantai: ReportOffice, issuer: FakeIssuer, database: Any
+) -> None:
+    hold_status_list(database, revoked=True, at=NOW - dt.timedelta(minutes=5))
+    found = verify(yantai, full_report())
+    assert (found.verdict.state, found.status_source) == ("revoked", "replica")
+
+
+def test_a_stored_revocation_is_not_replaced_by_a_later_valid_answer(database: Any) -> None:
+    reports = ReportRepository(database)
+    number = _full_report().report_no
+
+    def check(state: str, at: dt.datetime) -> StatusCheck:
+        return StatusCheck(
+            report_no=number,
+            issuer=QINGDAO,
+            state=state,
+            reason="出具有误" if state == "revoked" else "",
+            superseded_by=None,
+            status_at=at,
+            checked_at=at,
+        )
+
+    reports.cache_status(check("valid", NOW))
+    reports.cache_status(check("revoked", NOW + dt.timedelta(seconds=1)))
+    reports.cache_status(check("valid", NOW + dt.timedelta(seconds=2)))  # a slower answer
+    held = reports.cached_status(number)
+    assert held is not None
+    assert (held.state, held.checked_at) == ("revoked", NOW + dt.timedelta(seconds=1))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"state": 0},  # unspecified
+        {"state": 7, "reason": "suspended for review"},  # a state this node does not know
+        {"at_seconds": 2**62},  # a time protobuf cannot convert
+        {"state": 3},  # superseded, by no report
+        {"state": 3, "superseded_by": "not-a-report-number"},
+    ],
+)
+def test_an_answer_the_node_cannot_read_is_no_answer(
+    yantai: ReportOffice, issuer: FakeIssuer, database: Any, answer: dict[str, Any]
+) -> None:
+    for name, value in answer.items():
+        setattr(issuer, name, value)
+    found = verify(yantai, full_report())
+    assert found.verdict.state == "status-unknown"
+    assert found.verdict.summary == "signature valid, status unknown since never checked"
+    # With the issuer's signed list held here, that list answers.
+    hold_status_list(database, revoked=False, at=NOW - dt.timedelta(minutes=5))
+    found = verify(yantai, full_report())
+    assert (found.verdict.state, found.status_source) == ("valid", "replica")
+
+
+def test_an_issuer_without_a_record_of_the_report_is_not_overruled_by_the_held_list(
+    yantai: ReportOffice, issuer: FakeIssuer, database: Any
+) -> None:
+    hold_status_list(database, revoked=False, at=NOW - dt.timedelta(minutes=5))
+    issuer.error = grpc.StatusCode.NOT_FOUND
+    found = verify(yantai, full_report())
+    assert found.verdict.state == "status-unknown"
+    assert found.status is None
+    assert (
+        "status: unknown (the issuer 370200 answered that it has no record of this report; "
+        "last checked: 2026-06-01T07:30:00Z)"
+    ) in found.verdict.reasons
+
+
+def test_an_unreachable_issuer_leaves_the_held_list_or_unknown(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock, database: Any
+) -> None:
+    document = full_report()
+    assert verify(yantai, document).verdict.state == "valid"
+    issuer.error = UNAVAILABLE
+    clock.advance(STATUS_TTL * 2)
+    found = verify(yantai, document)
+    assert found.verdict.summary == (
+        "signature valid, status unknown since 2026-06-01T07:30:00Z"  # the last answer
+    )
+    hold_status_list(database, revoked=False, at=NOW)
+    found = verify(yantai, document)
+    assert (found.verdict.state, found.status_source) == ("valid", "replica")
+
+
+def test_own_report_without_a_record_here_is_status_unknown(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    found = verify(qingdao, full_report())
+    assert found.verdict.state == "status-unknown"
+    assert any("this city has no record of report 370200-" in r for r in found.verdict.reasons)
+
+
+def test_supersedes_must_name_an_own_report_on_the_same_subject(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    first = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
+    number = first.report.report_no
+    with pytest.raises(InvalidInputError, match="about another subject") as caught:
+        qingdao.issue(PERSON_ID, subject_name="张三", valid_days=30, supersedes=number)
+    assert PERSON_ID not in caught.value.message
+    # An identifier typed where the report number goes is refused as malformed, not echoed.
+    with pytest.raises(InvalidInputError) as malformed:
+        qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=PERSON_ID)
+    assert PERSON_ID not in malformed.value.message
+    with pytest.raises(NotFoundError):
+        qingdao.issue(
+            COMPANY.id,
+            subject_name=COMPANY.name,
+            valid_days=30,
+            supersedes="370200-20260601-000099",
+        )
+    # Nothing was superseded by the refusals; the same subject may supersede.
+    assert qingdao.own_status(number).state == "valid"
+    second = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=number)
+    assert qingdao.own_status(number).superseded_by == second.report.report_no
