@@ -342,10 +342,9 @@ class ReportOffice:
             return StatusFound(self.status_list().status_for(report), "issuer", now)
         cached = self._reports.cached_status(report.report_no)
         held = self._held_status(report)
-        if cached is not None and cached.state != "valid":
-            return StatusFound(_from_check(cached), "issuer", cached.checked_at)
-        if held is not None and held[0].state != "valid":
-            return StatusFound(held[0], "replica", held[1])
+        settled = _settled(cached, held)
+        if settled is not None:
+            return settled
         if cached is not None and now - cached.checked_at <= STATUS_TTL:
             return StatusFound(_from_check(cached), "issuer", cached.checked_at)
         try:
@@ -435,6 +434,25 @@ def _unreadable(exc: Exception) -> str:
     if isinstance(exc, CreditNetError):
         return exc.message
     return f"unreadable time: {exc}"
+
+
+def _settled(
+    cached: StatusCheck | None, held: tuple[ReportStatus, dt.datetime] | None
+) -> StatusFound | None:
+    """A revocation or supersession known here, from the issuer's answer or its signed list.
+
+    Both are final: no later answer undoes them (an issuer that says "valid" afterwards has
+    lost its records). A revocation wins over a supersession, as in the issuer's list.
+    """
+    known: list[tuple[ReportStatus, StatusSource, dt.datetime]] = []
+    if cached is not None:
+        known.append((_from_check(cached), "issuer", cached.checked_at))
+    if held is not None:
+        known.append((held[0], "replica", held[1]))
+    final = [found for found in known if found[0].state != "valid"]
+    if not final:
+        return None
+    return StatusFound(*min(final, key=lambda found: found[0].state != "revoked"))
 
 
 def _from_check(check: StatusCheck) -> ReportStatus:

@@ -221,8 +221,9 @@ class ReportRepository:
                 name: check_upsert.excluded[name] for name in _CHECK_COLUMNS if name != "report_no"
             },
             # A revocation or supersession is final: a later (or slower) "valid" never
-            # replaces it.
-            where=report_status_checks.c.state == "valid",
+            # replaces it, and only a revocation replaces a supersession.
+            where=(report_status_checks.c.state == "valid")
+            | (check_upsert.excluded.state == "revoked"),
         )
 
     def next_status_index(self) -> int:
@@ -321,8 +322,8 @@ class ReportRepository:
         return None if row is None else _check(row)
 
     def cache_status(self, row: StatusCheck) -> None:
-        """Remember an online status answer, replacing an earlier "valid" one for the report
-        (a revoked or superseded answer stays)."""
+        """Remember an online status answer for the report: it replaces an earlier "valid"
+        one, and a revocation replaces a supersession; a revocation stays."""
         with self._db.transaction() as connection:
             connection.execute(self._upsert_check, [_values(row, _CHECK_COLUMNS)])
 

@@ -200,27 +200,48 @@ def test_a_revocation_in_the_held_list_wins_over_the_issuers_valid(
     assert (found.verdict.state, found.status_source) == ("revoked", "replica")
 
 
-def test_a_stored_revocation_is_not_replaced_by_a_later_valid_answer(database: Any) -> None:
+def check(state: str, seconds: int) -> StatusCheck:
+    at = NOW + dt.timedelta(seconds=seconds)
+    return StatusCheck(
+        report_no=_full_report().report_no,
+        issuer=QINGDAO,
+        state=state,
+        reason={"valid": "not revoked", "revoked": "出具有误", "superseded": "replaced"}[state],
+        superseded_by="370200-20260601-000018" if state == "superseded" else None,
+        status_at=at,
+        checked_at=at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "kept"),
+    [
+        (("valid", "valid"), ("valid", 1)),
+        (("valid", "revoked", "valid"), ("revoked", 1)),  # the last, slower, answer loses
+        (("superseded", "valid"), ("superseded", 0)),
+        (("superseded", "revoked", "superseded"), ("revoked", 1)),
+    ],
+)
+def test_a_stored_revocation_or_supersession_stays(
+    database: Any, answers: tuple[str, ...], kept: tuple[str, int]
+) -> None:
     reports = ReportRepository(database)
-    number = _full_report().report_no
-
-    def check(state: str, at: dt.datetime) -> StatusCheck:
-        return StatusCheck(
-            report_no=number,
-            issuer=QINGDAO,
-            state=state,
-            reason="出具有误" if state == "revoked" else "",
-            superseded_by=None,
-            status_at=at,
-            checked_at=at,
-        )
-
-    reports.cache_status(check("valid", NOW))
-    reports.cache_status(check("revoked", NOW + dt.timedelta(seconds=1)))
-    reports.cache_status(check("valid", NOW + dt.timedelta(seconds=2)))  # a slower answer
-    held = reports.cached_status(number)
+    for seconds, state in enumerate(answers):
+        reports.cache_status(check(state, seconds))
+    held = reports.cached_status(_full_report().report_no)
     assert held is not None
-    assert (held.state, held.checked_at) == ("revoked", NOW + dt.timedelta(seconds=1))
+    assert (held.state, held.checked_at) == (kept[0], NOW + dt.timedelta(seconds=kept[1]))
+
+
+def test_a_revocation_in_the_held_list_wins_over_a_supersession_learnt_before(
+    yantai: ReportOffice, database: Any, issuer: FakeIssuer
+) -> None:
+    ReportRepository(database).cache_status(check("superseded", -60))
+    assert verify(yantai, full_report()).verdict.state == "superseded"
+    hold_status_list(database, revoked=True, at=NOW - dt.timedelta(seconds=30))
+    found = verify(yantai, full_report())
+    assert (found.verdict.state, found.status_source) == ("revoked", "replica")
+    assert issuer.calls == 0  # nothing the issuer says could change either
 
 
 @pytest.mark.parametrize(
