@@ -64,10 +64,12 @@ checked to be on the curve; r and s are range-checked before verification; anyth
 the library raises on hostile input becomes :class:`SignatureError`; the nonce and the
 private scalar are handed to its double-and-add loop as k + n or k + 2n, whichever has
 one bit more than n, so that the loop length no longer reveals the scalar's bit
-length (the "Minerva" class of nonce leaks). Pure Python arithmetic is still not
-constant-time; signing is rare (checkpoints, member cards, reports) and keys are
-0600 files on the node. ``pysmx`` is imported on first SM2 use only: importing it
-costs about half a second (its SM9 tables), which Ed25519 nodes need not pay.
+length (the "Minerva" class of nonce leaks); 4 and 5 go as k + 3n, because the
+loop's point addition fails on 2n + 4 and 2n + 5 (see ``_fixed_length``). Pure Python
+arithmetic is still not constant-time; signing is rare (checkpoints, member cards,
+reports) and keys are 0600 files on the node. ``pysmx`` is imported on first SM2 use
+only: importing it costs about half a second (its SM9 tables), which Ed25519 nodes
+need not pay.
 """
 
 from __future__ import annotations
@@ -187,14 +189,32 @@ def _fixed_length(scalar: int) -> int:
     padded = scalar + SM2_N
     if padded.bit_length() <= SM2_N.bit_length():
         padded += SM2_N
+    # At each set bit i the loop adds P to (m - 1)P, m = padded >> i, with a general
+    # addition that gives infinity instead of 2P when (m - 1)P is P itself, that is
+    # for odd m = 2 (mod n). For padded in [2^256, 2^257) that is only m = n + 2 at
+    # i = 1 (above, m < 2^255 and m = 2 is even; at i = 0, 2n + 2 is even), so only
+    # 2n + 4 and 2n + 5: scalars 4 and 5. (The library does get (m - 1)P = -P and
+    # infinity right, which scalar 1 meets.) 4 and 5 have no other 257-bit
+    # representative, so they take scalar + 3n, which passes no such m. The longer
+    # loop tells only that the scalar is 4 or 5: values anyone can try anyway.
+    if padded >> 1 == SM2_N + 2:
+        padded += SM2_N
     return padded
 
 
 def _sm2_public_raw(private: int) -> bytes:
-    point = _sm2_library().kG(
-        _fixed_length(private), format(SM2_GX, "064x") + format(SM2_GY, "064x"), 64
-    )
-    return b"\x04" + bytes.fromhex(point)
+    try:
+        point = _sm2_library().kG(
+            _fixed_length(private), format(SM2_GX, "064x") + format(SM2_GY, "064x"), 64
+        )
+        public_raw = b"\x04" + bytes.fromhex(point)  # None (infinity) raises TypeError
+        _check_sm2_point(public_raw)
+    except (ArithmeticError, IndexError, TypeError, ValueError, InvalidInputError):
+        # A library failure on this scalar: a bad key file is an input error, not a crash.
+        raise InvalidInputError(
+            "the SM2 library could not compute the public key of this private key"
+        ) from None
+    return public_raw
 
 
 def _sm2_sign_digest(private: int, digest: int, nonce: int) -> tuple[int, int] | None:

@@ -292,12 +292,55 @@ def test_verify_raises_only_signature_error_on_random_r_and_s(
         key.public_key.verify(encode_dss_signature(r, s), MESSAGE)
 
 
+# The scalars whose 257-bit representative 2n + k makes the library's double-and-add
+# add a point to itself (see signing._fixed_length): they go as 3n + k, 258 bits.
+SPECIAL_SCALARS = (4, 5)
+
+
 @settings(max_examples=200)
-@given(st.integers(1, SM2_N - 1))
+@given(st.one_of(st.integers(1, SM2_N - 1), st.sampled_from(SPECIAL_SCALARS)))
 def test_scalars_reach_the_library_with_a_fixed_bit_length(k: int) -> None:
+    # Every scalar but 4 and 5 keeps its 257-bit k + n or k + 2n; 4 and 5 are one bit
+    # longer, which tells only that the scalar is one of them.
     padded = signing._fixed_length(k)
-    assert padded.bit_length() == SM2_N.bit_length() + 1
+    special = k in SPECIAL_SCALARS
+    assert padded.bit_length() == SM2_N.bit_length() + (2 if special else 1)
     assert padded % SM2_N == k
+    if special:
+        assert padded == k + 3 * SM2_N
+    else:
+        assert padded == (k + SM2_N if k + SM2_N >= 2**256 else k + 2 * SM2_N)
+
+
+def _adds_of_a_point_to_itself(padded: int) -> list[int]:
+    # The steps at which pysmx's MSB-first double-and-add (_jac_scalar_mult) would add
+    # P to an accumulator that already holds P, followed on multiples of P mod n.
+    held: int | None = None
+    bad = []
+    for i in range(padded.bit_length() - 1, -1, -1):
+        if held is not None:
+            held = 2 * held % SM2_N
+        if (padded >> i) & 1:
+            if held == 1:
+                bad.append(i)
+            held = 1 if held is None else (held + 1) % SM2_N
+    return bad
+
+
+@settings(max_examples=200)
+@given(
+    st.one_of(
+        st.integers(1, SM2_N - 1),
+        st.integers(1, 64),
+        st.integers(SM2_N - 64, SM2_N - 1),
+        st.integers(2**256 - SM2_N - 64, 2**256 - SM2_N + 64),
+    )
+)
+def test_padded_scalars_never_make_the_library_add_a_point_to_itself(k: int) -> None:
+    # Its general addition returns infinity for P + P: 2n + 4 and 2n + 5 did that at
+    # i = 1 (prefix n + 2), and gave no public key for 4 and G for 5.
+    assert _adds_of_a_point_to_itself(signing._fixed_length(k)) == []
+    assert _adds_of_a_point_to_itself(2 * SM2_N + 4) == [1]  # the old padding of 4
 
 
 @pytest.mark.parametrize("k", [1, 2**256 - SM2_N - 1, 2**256 - SM2_N, SM2_N - 1])
@@ -490,3 +533,110 @@ def test_from_pem_raises_only_invalid_input_on_garbage_after_the_sm2_algorithm(
 ) -> None:
     with pytest.raises(InvalidInputError):
         SigningKey.from_pem(_armour(b"\x30\x81\x87\x02\x01\x00" + signing._SM2_ALGORITHM + der))
+
+
+# --- k*G and signatures against an independent affine reference ------------------------
+
+Affine = tuple[int, int] | None  # None is the point at infinity
+G = (signing.SM2_GX, signing.SM2_GY)
+
+
+def _affine_add(p1: Affine, p2: Affine) -> Affine:
+    # Textbook affine addition on y^2 = x^3 + ax + b over F_p, doubling included.
+    if p1 is None:
+        return p2
+    if p2 is None:
+        return p1
+    (x1, y1), (x2, y2) = p1, p2
+    if x1 == x2 and (y1 + y2) % SM2_P == 0:
+        return None
+    if p1 == p2:
+        slope = (3 * x1 * x1 + signing.SM2_A) * pow(2 * y1, -1, SM2_P)
+    else:
+        slope = (y2 - y1) * pow(x2 - x1, -1, SM2_P)
+    x3 = (slope * slope - x1 - x2) % SM2_P
+    return x3, (slope * (x1 - x3) - y1) % SM2_P
+
+
+def _affine_mul(k: int, point: Affine) -> Affine:
+    result: Affine = None
+    for bit in bin(k)[2:]:
+        result = _affine_add(result, result)
+        if bit == "1":
+            result = _affine_add(result, point)
+    return result
+
+
+def _raw(point: Affine) -> bytes:
+    assert point is not None
+    return _point(*point)
+
+
+EDGE_SCALARS = [
+    *range(1, 17),
+    *range(SM2_N - 16, SM2_N),  # n - 1 is no private key, but is a nonce
+    2**256 - SM2_N - 1,  # the last scalar padded with 2n
+    2**256 - SM2_N,  # the first padded with n
+]
+
+
+def test_the_affine_reference_reproduces_annex_a() -> None:
+    assert _raw(_affine_mul(n(ANNEX_A["private_key"]), G)) == h(ANNEX_A["public_key"])
+    assert _affine_mul(SM2_N, G) is None
+
+
+@pytest.mark.parametrize("k", EDGE_SCALARS)
+def test_public_point_matches_the_affine_reference(k: int) -> None:
+    # Old padding: 4 raised TypeError (the library's infinity), 5 gave G instead of 5G.
+    assert signing._sm2_public_raw(k) == _raw(_affine_mul(k, G))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, SM2_N - 1))
+def test_public_point_of_any_scalar_matches_the_affine_reference(k: int) -> None:
+    assert signing._sm2_public_raw(k) == _raw(_affine_mul(k, G))
+
+
+@pytest.mark.parametrize("nonce", EDGE_SCALARS)
+def test_signatures_with_edge_nonces_are_correct_and_verify(nonce: int) -> None:
+    # Old padding: nonce 4 came back as "draw again", nonce 5 signed with x(G) for x(5G)
+    # and the signature did not verify.
+    d, e = n(ANNEX_A["private_key"]), n(ANNEX_A["e"])
+    point = _affine_mul(nonce, G)
+    assert point is not None
+    r = (e + point[0]) % SM2_N
+    s = pow(1 + d, -1, SM2_N) * (nonce - r * d) % SM2_N
+    assert signing._sm2_sign_digest(d, e, nonce) == (r, s)
+    assert signing._sm2_verify_digest(h(ANNEX_A["public_key"]), e, r, s)
+
+
+@pytest.mark.parametrize("d", SPECIAL_SCALARS)
+def test_key_file_with_scalar_4_or_5_loads_and_signs(d: int) -> None:
+    # Regression: d = 4 crashed the loader with a bare TypeError, d = 5 was refused
+    # as "does not match its public key" because the library computed G for 5G.
+    public = _raw(_affine_mul(d, G))
+    start = len(signing._SM2_PKCS8_HEAD)
+    der = ANNEX_DER[:start] + d.to_bytes(32, "big") + ANNEX_DER[start + 32 : -65] + public
+    key = SigningKey.from_pem(_armour(der))
+    assert key.public_key.raw == public
+    key.public_key.verify(key.sign(MESSAGE), MESSAGE)
+
+
+@pytest.mark.parametrize(
+    "kg",
+    [
+        pytest.param(lambda k, point, size: None, id="infinity"),
+        pytest.param(lambda k, point, size: 1 // 0, id="raises"),
+        pytest.param(lambda k, point, size: "00" * 64, id="off-curve"),
+        pytest.param(lambda k, point, size: "zz", id="not-hex"),
+    ],
+)
+def test_a_library_failure_on_the_public_key_is_an_input_error(
+    monkeypatch: pytest.MonkeyPatch, kg: Any
+) -> None:
+    class FailingLibrary:
+        kG = staticmethod(kg)
+
+    monkeypatch.setattr(signing, "_sm2_library", lambda: FailingLibrary)
+    with pytest.raises(InvalidInputError, match="could not compute the public key"):
+        SigningKey.from_pem(VECTORS["sm2_pkcs8"][0]["pem"].encode("ascii"))
