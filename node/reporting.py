@@ -282,9 +282,8 @@ class ReportOffice:
                 current = (
                     None if held is None else SignedStatusList.from_bytes(held.document).status_list
                 )
-                if current is not None and candidate.version == current.version:
-                    continue
-                accept_status_list(current, candidate)
+                if accept_status_list(current, candidate) is current:
+                    continue  # the same list (two different ones of a version are refused)
                 self._reports.put_status_list(
                     member.city_code,
                     candidate.version,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from creditnet.v1 import peer_pb2
+from creditnet.v1 import peer_pb2, reports_pb2
 from federation.clock import FixedClock
 from federation.errors import InvalidInputError, NotFoundError
 from federation.manifest import SignedManifest, build_manifest
@@ -48,6 +49,7 @@ class FakeIssuer:
         self.at_seconds: int | None = None
         self.error: grpc.StatusCode | None = None
         self.calls = 0
+        self.status_list = b""
 
     async def GetReportStatus(
         self, request: peer_pb2.GetReportStatusRequest, **_call_options: Any
@@ -65,6 +67,13 @@ class FakeIssuer:
         else:
             answer.at.seconds = self.at_seconds
         return answer
+
+    async def GetStatusList(
+        self, request: peer_pb2.GetStatusListRequest, **_call_options: Any
+    ) -> peer_pb2.GetStatusListResponse:
+        return peer_pb2.GetStatusListResponse(
+            status_list=reports_pb2.SignedStatusList(document=self.status_list)
+        )
 
     def revoke(self, reason: str) -> None:
         self.state, self.reason = 2, reason
@@ -140,11 +149,16 @@ def full_report() -> SignedReport:
     return sign_report(_full_report(), CITIES[QINGDAO].key)
 
 
-def hold_status_list(database: Any, *, revoked: bool, at: dt.datetime) -> None:
-    """Qingdao's signed status list as Yantai holds it (a replica)."""
+def qingdao_status_list(*, revoked: bool, at: dt.datetime, reason: str = "出具有误") -> StatusList:
     status_list = StatusList.new(issuer=QINGDAO, at=at, size=64)
     if revoked:
-        status_list = status_list.revoke(_full_report().status_index, "出具有误", at)
+        status_list = status_list.revoke(_full_report().status_index, reason, at)
+    return status_list
+
+
+def hold_status_list(database: Any, *, revoked: bool, at: dt.datetime) -> None:
+    """Qingdao's signed status list as Yantai holds it (a replica)."""
+    status_list = qingdao_status_list(revoked=revoked, at=at)
     ReportRepository(database).put_status_list(
         QINGDAO,
         status_list.version,
@@ -331,3 +345,27 @@ def test_supersedes_must_name_an_own_report_on_the_same_subject(
     assert qingdao.own_status(number).state == "valid"
     second = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=number)
     assert qingdao.own_status(number).superseded_by == second.report.report_no
+
+
+def test_two_different_status_lists_of_one_version_keep_the_first(
+    yantai: ReportOffice,
+    issuer: FakeIssuer,
+    database: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def publish(status_list: StatusList) -> bytes:
+        issuer.status_list = sign_status_list(status_list, CITIES[QINGDAO].key).to_bytes()
+        return issuer.status_list
+
+    at = NOW - dt.timedelta(minutes=5)
+    first = publish(qingdao_status_list(revoked=True, at=at))
+    asyncio.run(yantai.pull_status_lists())
+    stored = ReportRepository(database).status_list(QINGDAO)
+    assert stored is not None and stored.document == first
+    publish(qingdao_status_list(revoked=True, at=at, reason="另一个理由"))  # version 2 again
+    with caplog.at_level(logging.WARNING, logger="node.reporting"):
+        asyncio.run(yantai.pull_status_lists())
+    stored = ReportRepository(database).status_list(QINGDAO)
+    assert stored is not None and stored.document == first
+    [refused] = [r for r in caplog.records if r.getMessage() == "status list from peer refused"]
+    assert "two different status lists with version 2" in refused.fields["reason"]  # type: ignore[attr-defined]
