@@ -1121,9 +1121,17 @@ class Recognition:
 
 
 def _mapping_problem(
-    statement: RatingStatement, mapping: ScaleMapping | None, common_scale: tuple[str, ...]
+    statement: RatingStatement, mapping: ScaleMapping | None, manifest: Manifest
 ) -> str | None:
     issuer = _city(statement.issuer)
+    if manifest.member(statement.issuer) is None:
+        # Checked first: a city that left the federation no longer vouches for its ratings
+        # nor for its mapping, however they were verified when they arrived.
+        return (
+            f"{issuer} ({statement.issuer}) is no longer a member of the federation "
+            f"({manifest.describe()})"
+        )
+    common_scale = manifest.common_scale
     if mapping is None:
         return f"{issuer} has published no mapping of scale {statement.scale_id}"
     if mapping.issuer != statement.issuer:
@@ -1144,23 +1152,23 @@ def recognise(
     policy: RecognitionPolicy,
     *,
     now: dt.datetime,
-    common_scale: tuple[str, ...],
+    manifest: Manifest,
 ) -> Recognition:
     """Whether this city recognises ``statement`` (already verified), and its common grade.
 
     ``mapping`` is the issuer's newest verified mapping of the statement's scale, if any;
-    ``common_scale`` is the manifest's. The common grade comes from the mapping alone; the
-    verdict needs a common grade, an accepted issuer and scale, a rating not older than
-    ``max_age_days`` (and not dated in the future), and unless the policy allows it, one
-    not past ``valid_until``. The first reason always states the grade and the verdict; each
-    further reason is one cause for not recognising.
+    ``manifest`` is the current one. The common grade comes from the mapping alone, and
+    only while the issuer is a member of ``manifest`` and the mapping is onto its common
+    scale; the verdict needs a common grade, an accepted issuer and scale, a rating not
+    older than ``max_age_days`` (and not dated in the future), and unless the policy allows
+    it, one not past ``valid_until``. The first reason always states the grade and the
+    verdict; each further reason is one cause for not recognising.
     """
     if not isinstance(now, dt.datetime) or now.tzinfo is None:
         raise InvalidInputError("recognise needs a timezone-aware 'now'")
-    common = tuple(common_scale)
     today = china_date(now)
     issuer = _city(statement.issuer)
-    problem = _mapping_problem(statement, mapping, common)
+    problem = _mapping_problem(statement, mapping, manifest)
     common_grade = None
     if problem is None and mapping is not None:
         common_grade = mapping.mapping[statement.grade]

@@ -211,6 +211,14 @@ class RatingDesk:
     # --- queries ----------------------------------------------------------------------
 
     def about(self, subject: SubjectId) -> list[RatingAnswer]:
+        """Every rating held about ``subject``, each with this city's recognition of it.
+
+        Ratings of a city that has left the federation are listed too, not recognised and
+        without a common grade, so that a clerk sees they exist and why they do not count.
+        Signatures are not checked again: each document was verified when it arrived, and
+        one signed before its issuer rotated its key no longer verifies against the current
+        manifest, though it was genuine; membership is what the current manifest decides.
+        """
         now = self._clock.now()
         manifest = self._trust.current
         book = MappingBook(
@@ -220,9 +228,7 @@ class RatingDesk:
         for row in self._ratings.by_subject(subject.value):
             statement = SignedRatingStatement.from_bytes(row.document).statement
             mapping = book.lookup(statement.issuer, statement.scale_id)
-            recognition = recognise(
-                statement, mapping, self._policy, now=now, common_scale=manifest.common_scale
-            )
+            recognition = recognise(statement, mapping, self._policy, now=now, manifest=manifest)
             scale = mapping.scale if mapping is not None else self.scales.get(statement.scale_id)
             answers.append(RatingAnswer(statement, scale, recognition, row.received_at))
         answers.sort(

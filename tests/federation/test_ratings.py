@@ -23,7 +23,7 @@ from federation.errors import (
     RatingVerificationError,
     ScaleMappingConflictError,
 )
-from federation.manifest import build_manifest
+from federation.manifest import build_manifest, next_version
 from federation.ratings import (
     PRESET_SCALES,
     RATING_STATEMENT_TYPE,
@@ -267,7 +267,7 @@ def test_statement_against_its_scale(
 def test_a_personal_identifier_is_never_shown() -> None:
     signed = SignedRatingStatement.sign(PERSON_STATEMENT, CITIES[WEIHAI].key, scale=HAIBEI)
     result = recognise(
-        PERSON_STATEMENT, HAIBEI_MAPPING, RecognitionPolicy(), now=NOW, common_scale=COMMON
+        PERSON_STATEMENT, HAIBEI_MAPPING, RecognitionPolicy(), now=NOW, manifest=MANIFEST
     )
     assert result.recognised
     shown = [repr(PERSON_STATEMENT), repr(signed), PERSON_STATEMENT.describe(), *result.reasons]
@@ -705,7 +705,7 @@ def test_recognise(
     reasons: list[str],
 ) -> None:
     now = NOW + dt.timedelta(days=days_later)
-    result = recognise(statement, mapping, policy, now=now, common_scale=COMMON)
+    result = recognise(statement, mapping, policy, now=now, manifest=MANIFEST)
     assert (result.common_grade, result.recognised) == (grade, recognised), case
     text = "\n".join(result.reasons)
     for reason in reasons:
@@ -719,10 +719,24 @@ def test_recognise(
 def test_recognise_counts_days_in_china() -> None:
     # 2026-06-01 17:00 UTC is already 2026-06-02 in China: one day more.
     late = NOW.replace(hour=17)
-    result = recognise(STATEMENT, TAX_MAPPING, POLICY, now=late, common_scale=COMMON)
+    result = recognise(STATEMENT, TAX_MAPPING, POLICY, now=late, manifest=MANIFEST)
     assert "issued 41 days ago" in result.reasons[0]
     with pytest.raises(InvalidInputError, match="timezone-aware"):
-        recognise(STATEMENT, TAX_MAPPING, POLICY, now=NOW.replace(tzinfo=None), common_scale=COMMON)
+        recognise(STATEMENT, TAX_MAPPING, POLICY, now=NOW.replace(tzinfo=None), manifest=MANIFEST)
+
+
+def test_a_city_removed_from_the_federation_is_no_longer_recognised() -> None:
+    without_yantai = next_version(MANIFEST, expires=NOW + YEAR, remove=[YANTAI])
+    result = recognise(STATEMENT, TAX_MAPPING, POLICY, now=NOW, manifest=without_yantai)
+    assert (result.common_grade, result.recognised) == (None, False)
+    assert result.reasons == (
+        "Yantai's tax-credit rating B has no common grade: Yantai (370600) is no longer a "
+        "member of the federation (manifest v2 of jiaodong); not recognised",
+    )
+    # The other members' ratings are recognised as before.
+    assert recognise(
+        PERSON_STATEMENT, HAIBEI_MAPPING, POLICY, now=NOW, manifest=without_yantai
+    ).recognised
 
 
 def test_issuer_named_only_under_star() -> None:

@@ -1,0 +1,177 @@
+"""The rating desk (:mod:`node.ratings_desk`) between real nodes' storage and trust stores:
+what a city publishes, what a peer pulls and keeps, and what a clerk is told.
+
+Each city has its own SQLite database, trust store and signing key; a peer's ``GetRatings``
+is answered by the other city's desk through the wire format, without a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from creditnet.v1 import peer_pb2
+from federation.clock import FixedClock
+from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
+from federation.ratings import PRESET_SCALES, RatingStatement, RecognitionPolicy
+from federation.sanctions import Subject
+from federation.subjects import SubjectKind, parse_subject
+from node.ratings_desk import RatingDesk
+from node.storage import Database, open_database
+from node.storage.reports import RatingRepository
+from node.storage.repositories import ManifestRepository
+from node.trust import TrustStore
+from tests.federation.conftest import NOW, YEAR, TestCity, make_city
+
+QINGDAO, YANTAI, WEIHAI = "370200", "370600", "371000"
+COMPANY = Subject(SubjectKind.USCC, "91110000600037341L", "某某贸易有限公司")
+TODAY = dt.date(2026, 6, 1)  # NOW in China
+TAX_TABLE = {"A": "A", "B": "B", "M": "B", "C": "C", "D": "D"}
+RATING = RatingStatement(
+    issuer=YANTAI,
+    subject=COMPANY,
+    scale_id="tax-credit",
+    grade="B",
+    issued_on=TODAY - dt.timedelta(days=40),
+    valid_until=TODAY + dt.timedelta(days=200),
+    evidence_ref="烟税评〔2026〕12号",
+)
+
+Tamper = Callable[[peer_pb2.GetRatingsResponse], peer_pb2.GetRatingsResponse]
+
+
+def signed(
+    manifest: Manifest, *, by: Sequence[TestCity], leaving: Sequence[TestCity] = ()
+) -> bytes:
+    """``manifest`` signed by the members ``by`` and, with their previous keys, ``leaving``."""
+    document = SignedManifest(manifest)
+    for city in by:
+        document = document.sign(city.key)
+    for city in leaving:
+        document = document.sign(city.key, city_code=city.code)
+    return document.to_bytes()
+
+
+class Node:
+    """One city's node as the desk sees it: its database, trust store, peers and desk."""
+
+    def __init__(self, directory: Path, city: TestCity, first: bytes) -> None:
+        self.city = city
+        self.clock = FixedClock(NOW)
+        self.db: Database = open_database(f"sqlite:///{directory / city.code}.db")
+        self.trust = TrustStore(ManifestRepository(self.db), self.clock)
+        self.trust.install(first, source="test")
+        self.ratings = RatingRepository(self.db)
+        self.peers: dict[str, PeerStub] = {}
+        self.desk = self.start(city)
+
+    def start(self, city: TestCity) -> RatingDesk:
+        """The desk as the node starts it (again, after a restart with a new key)."""
+        self.city = city
+        desk = RatingDesk(
+            city_code=city.code,
+            signing_key=city.key,
+            trust=self.trust,
+            ratings=self.ratings,
+            scales=dict(PRESET_SCALES),
+            mappings={"tax-credit": TAX_TABLE},
+            policy=RecognitionPolicy(),
+            links=self,  # type: ignore[arg-type]
+            clock=self.clock,
+        )
+        desk.publish_mappings()
+        self.desk = desk
+        return desk
+
+    def stub(self, city_code: str) -> PeerStub | None:
+        """What ``PeerLinks.stub`` gives."""
+        return self.peers.get(city_code)
+
+    def pull(self) -> None:
+        asyncio.run(self.desk.pull_all())
+
+    def about(self, subject: Subject) -> list[tuple[str, bool, str | None, tuple[str, ...]]]:
+        found = self.desk.about(parse_subject(subject.id, today=TODAY))
+        return [
+            (
+                a.statement.evidence_ref,
+                a.recognition.recognised,
+                a.recognition.common_grade,
+                a.recognition.reasons,
+            )
+            for a in found
+        ]
+
+
+class PeerStub:
+    """A peer's ``GetRatings``, answered by its desk and passed through the wire format."""
+
+    def __init__(self, node: Node, tamper: Tamper | None = None) -> None:
+        self.node, self.tamper = node, tamper
+
+    async def GetRatings(  # gRPC method names are CamelCase
+        self,
+        request: peer_pb2.GetRatingsRequest,
+        timeout: float,  # noqa: ASYNC109 (as grpc stubs take it)
+    ) -> peer_pb2.GetRatingsResponse:
+        answer = self.node.desk.publications(request.after_sequence, request.limit)
+        wire = peer_pb2.GetRatingsResponse.FromString(answer.SerializeToString())
+        return self.tamper(wire) if self.tamper else wire
+
+
+CITIES = {code: make_city(code) for code in (QINGDAO, YANTAI, WEIHAI)}
+V1 = build_manifest(
+    federation_id="jiaodong",
+    federation_name="胶东经济圈",
+    members=[c.member for c in CITIES.values()],
+    threshold=2,
+    expires=NOW + YEAR,
+)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[dict[str, Node]]:
+    """Yantai rates, Qingdao pulls from Yantai."""
+    first = signed(V1, by=list(CITIES.values()))
+    made = {code: Node(tmp_path, city, first) for code, city in CITIES.items()}
+    made[QINGDAO].peers[YANTAI] = PeerStub(made[YANTAI])
+    yield made
+    for node in made.values():
+        node.db.close()
+
+
+def evidence(number: int) -> str:
+    return f"烟税评〔2026〕{number}号"
+
+
+def rate(node: Node, number: int) -> int:
+    return node.desk.submit(dataclasses.replace(RATING, evidence_ref=evidence(number)))
+
+
+# --- the clerk's answer ------------------------------------------------------------------
+
+
+def test_a_city_removed_from_the_federation_is_no_longer_recognised(
+    nodes: dict[str, Node],
+) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    rate(yantai, 1)
+    qingdao.pull()
+    [(_, recognised, grade, _)] = qingdao.about(COMPANY)
+    assert (recognised, grade) == (True, "B")
+
+    v2 = next_version(V1, expires=NOW + YEAR, remove=[YANTAI])
+    qingdao.trust.install(signed(v2, by=[CITIES[QINGDAO], CITIES[WEIHAI]]), source="test")
+
+    # Still listed, so the clerk sees it exists, but neither recognised nor graded.
+    [(ref, recognised, grade, reasons)] = qingdao.about(COMPANY)
+    assert (ref, recognised, grade) == (evidence(1), False, None)
+    assert reasons == (
+        "Yantai's tax-credit rating B has no common grade: Yantai (370600) is no longer a "
+        "member of the federation (manifest v2 of jiaodong); not recognised",
+    )
