@@ -723,6 +723,19 @@ class SignedRatingStatement:
         statement.check_against(scale)
         return cls(statement, key.public_key.keyid, key.sign(statement.signed_bytes()))
 
+    def signed_again(self, key: SigningKey) -> SignedRatingStatement:
+        """The same statement signed with ``key``, the issuer's key after a rotation.
+
+        Receivers verify against the current manifest only, so an issuer vouches again
+        with its current key for what it signed with the previous one. The statement was
+        checked against its scale when first signed; that scale may have changed since.
+        """
+        if key.public_key.keyid == self.keyid:
+            return self
+        return SignedRatingStatement(
+            self.statement, key.public_key.keyid, key.sign(self.statement.signed_bytes())
+        )
+
     def verify(self, manifest: Manifest) -> RatingStatement:
         """The statement, if its issuer signed it with the key ``manifest`` lists for it.
 

@@ -19,6 +19,7 @@ import grpc
 from creditnet.v1 import peer_pb2, reports_pb2
 from federation.clock import Clock, china_date
 from federation.errors import ConfigError, CreditNetError, InvalidInputError, NotFoundError
+from federation.manifest import Manifest
 from federation.ratings import (
     MappingBook,
     RatingScale,
@@ -80,7 +81,10 @@ class RatingDesk:
     # --- own ratings -----------------------------------------------------------------
 
     def publish_mappings(self) -> None:
-        """Sign the configured mapping of each local scale (a new version when it changed)."""
+        """Sign the configured mapping of each local scale: a new version when it changed,
+        or when the one held is signed with another key than this node's (peers verify
+        against the current manifest only, so after a key rotation the old signature would
+        be refused)."""
         common = self._trust.current.common_scale
         held = {m.scale_id: m for m in self._ratings.mappings(self._me)}
         for scale_id, table in self._mappings.items():
@@ -90,11 +94,13 @@ class RatingDesk:
             stored = held.get(scale_id)
             version = 1
             if stored is not None:
-                current = SignedScaleMapping.from_bytes(stored.document).mapping
+                signed_before = SignedScaleMapping.from_bytes(stored.document)
+                current = signed_before.mapping
                 if (
                     current.scale == scale
                     and dict(current.mapping) == dict(table)
                     and tuple(current.common_scale) == tuple(common)
+                    and signed_before.keyid == self._key.public_key.keyid
                 ):
                     continue
                 version = stored.version + 1
@@ -115,6 +121,18 @@ class RatingDesk:
             )
             log.info(
                 "scale mapping published", extra={"fields": {"scale": scale_id, "version": version}}
+            )
+
+    def follow(self, manifest: Manifest) -> None:
+        """A new manifest (a trust store listener): sign the mappings again if it needs it,
+        e.g. a new common scale. A mapping that no longer fits is reported, not raised: the
+        manifest is adopted all the same."""
+        try:
+            self.publish_mappings()
+        except CreditNetError as exc:
+            log.warning(
+                "scale mappings not published for the new manifest",
+                extra={"fields": {"manifest": manifest.version, "reason": exc.message}},
             )
 
     def submit(self, statement: RatingStatement) -> int:
@@ -156,10 +174,24 @@ class RatingDesk:
                 reports_pb2.SignedRatingDocument(document=m.document)
                 for m in self._ratings.mappings(self._me)
             ],
-            statements=[reports_pb2.SignedRatingDocument(document=r.document) for r in rows],
+            statements=[
+                reports_pb2.SignedRatingDocument(document=self._signed_now(r.document))
+                for r in rows
+            ],
             last_sequence=rows[-1].sequence if rows else after,
             more=more,
         )
+
+    def _signed_now(self, document: bytes) -> bytes:
+        """A statement of this city as peers can verify it: signed with the current key.
+
+        One signed before this city rotated its key is signed again when served; what is
+        stored stays as it was first signed, so a rotation rewrites nothing.
+        """
+        signed = SignedRatingStatement.from_bytes(document)
+        if signed.keyid == self._key.public_key.keyid:
+            return document
+        return signed.signed_again(self._key).to_bytes()
 
     # --- the other cities' ratings -----------------------------------------------------
 
@@ -181,32 +213,65 @@ class RatingDesk:
                 )
 
     async def _pull(self, issuer: str, stub: PeerServiceAsyncStub) -> None:
+        """Store what ``issuer`` publishes after what is held; a document that fails its
+        checks is logged and not stored, without failing the others (see below)."""
         manifest = self._trust.current
-        now = self._clock.now()
         while True:
             after = self._ratings.last_sequence(issuer)
             answer = await stub.GetRatings(
                 peer_pb2.GetRatingsRequest(after_sequence=after), timeout=10
             )
             for document in answer.mappings:
-                signed = SignedScaleMapping.from_bytes(document.document)
-                mapping = signed.verify(manifest)
-                if mapping.issuer != issuer:
-                    raise InvalidInputError(f"{issuer} sent a mapping of {mapping.issuer}")
-                self._ratings.put_mapping(
-                    issuer, mapping.scale_id, mapping.version, signed.to_bytes(), now
-                )
-            rows = []
-            for offset, document in enumerate(answer.statements, start=1):
-                signed_statement = SignedRatingStatement.from_bytes(document.document)
-                statement = signed_statement.verify(manifest)
-                if statement.issuer != issuer:
-                    raise InvalidInputError(f"{issuer} sent a rating of {statement.issuer}")
-                rows.append(self._stored(signed_statement, after + offset))
-            if rows:
-                self._ratings.add_statements(rows)  # all or nothing, sequences continuous
+                try:
+                    self._keep_mapping(issuer, document.document, manifest)
+                except CreditNetError as exc:
+                    log.warning(
+                        "scale mapping from peer refused",
+                        extra={"fields": {"peer": issuer, "reason": exc.message}},
+                    )
+            rows: list[StoredStatement] = []
+            for sequence, document in enumerate(answer.statements, start=after + 1):
+                try:
+                    signed = self._verified_statement(issuer, document.document, manifest)
+                except CreditNetError as exc:
+                    # The issuer numbers its statements and they are kept without gaps, so
+                    # that the next pull resumes after the last one held. Storing the later
+                    # statements would leave a gap; passing over this one would lose it for
+                    # good, though such a failure usually passes (one node has adopted the
+                    # manifest with the issuer's new key, the other not yet). So the pull
+                    # stops here: the statements before it are kept, and the next pull asks
+                    # again from this one.
+                    log.warning(
+                        "rating statement from peer refused; its later ones wait for it",
+                        extra={
+                            "fields": {"peer": issuer, "sequence": sequence, "reason": exc.message}
+                        },
+                    )
+                    self._ratings.add_statements(rows)
+                    return
+                rows.append(self._stored(signed, sequence))
+            self._ratings.add_statements(rows)  # all or nothing, sequences continuous
             if not answer.more or not rows:
                 return
+
+    def _keep_mapping(self, issuer: str, document: bytes, manifest: Manifest) -> None:
+        signed = SignedScaleMapping.from_bytes(document)
+        mapping = signed.verify(manifest)
+        if mapping.issuer != issuer:
+            raise InvalidInputError(f"{issuer} sent a mapping of {mapping.issuer}")
+        self._ratings.put_mapping(
+            issuer, mapping.scale_id, mapping.version, signed.to_bytes(), self._clock.now()
+        )
+
+    @staticmethod
+    def _verified_statement(
+        issuer: str, document: bytes, manifest: Manifest
+    ) -> SignedRatingStatement:
+        signed = SignedRatingStatement.from_bytes(document)
+        statement = signed.verify(manifest)
+        if statement.issuer != issuer:
+            raise InvalidInputError(f"{issuer} sent a rating of {statement.issuer}")
+        return signed
 
     # --- queries ----------------------------------------------------------------------
 

@@ -180,6 +180,7 @@ async def _run(
         clock=clock,
     )
     ratings.publish_mappings()
+    trust.on_change(ratings.follow)
     reports = ReportOffice(
         city_code=config.city_code,
         city_name=me.name,

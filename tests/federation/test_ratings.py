@@ -409,6 +409,17 @@ def test_tampered_statement_does_not_verify() -> None:
         forged.verify(MANIFEST)
 
 
+def test_a_statement_signed_again_after_a_key_rotation_verifies() -> None:
+    rotated = CITIES[YANTAI].with_new_key()
+    after = next_version(MANIFEST, expires=NOW + YEAR, replace=[rotated.member])
+    before = SignedRatingStatement.sign(STATEMENT, CITIES[YANTAI].key, scale=TAX)
+    with pytest.raises(RatingVerificationError, match="not a member's key"):
+        before.verify(after)
+    again = before.signed_again(rotated.key)
+    assert again.verify(after) == STATEMENT
+    assert again.signed_again(rotated.key) is again
+
+
 def test_mapping_sign_and_verify() -> None:
     signed = SignedScaleMapping.sign(HAIBEI_MAPPING, CITIES[WEIHAI].key)
     again = SignedScaleMapping.from_bytes(signed.to_bytes())

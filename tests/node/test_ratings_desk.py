@@ -15,10 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from creditnet.v1 import peer_pb2
+from creditnet.v1 import peer_pb2, reports_pb2
 from federation.clock import FixedClock
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
-from federation.ratings import PRESET_SCALES, RatingStatement, RecognitionPolicy
+from federation.ratings import (
+    PRESET_SCALES,
+    RatingStatement,
+    RecognitionPolicy,
+    ScaleMapping,
+    SignedRatingStatement,
+    SignedScaleMapping,
+)
 from federation.sanctions import Subject
 from federation.subjects import SubjectKind, parse_subject
 from node.ratings_desk import RatingDesk
@@ -30,6 +37,7 @@ from tests.federation.conftest import NOW, YEAR, TestCity, make_city
 
 QINGDAO, YANTAI, WEIHAI = "370200", "370600", "371000"
 COMPANY = Subject(SubjectKind.USCC, "91110000600037341L", "某某贸易有限公司")
+PERSON = Subject(SubjectKind.RESIDENT_ID, "11010519491231002X", "张三")
 TODAY = dt.date(2026, 6, 1)  # NOW in China
 TAX_TABLE = {"A": "A", "B": "B", "M": "B", "C": "C", "D": "D"}
 RATING = RatingStatement(
@@ -64,15 +72,16 @@ class Node:
         self.city = city
         self.clock = FixedClock(NOW)
         self.db: Database = open_database(f"sqlite:///{directory / city.code}.db")
-        self.trust = TrustStore(ManifestRepository(self.db), self.clock)
-        self.trust.install(first, source="test")
+        TrustStore(ManifestRepository(self.db), self.clock).install(first, source="test")
         self.ratings = RatingRepository(self.db)
         self.peers: dict[str, PeerStub] = {}
         self.desk = self.start(city)
 
     def start(self, city: TestCity) -> RatingDesk:
-        """The desk as the node starts it (again, after a restart with a new key)."""
+        """The trust store and desk as the node starts them (node.service.server), again
+        after a restart with a new key."""
         self.city = city
+        self.trust = TrustStore(ManifestRepository(self.db), self.clock)
         desk = RatingDesk(
             city_code=city.code,
             signing_key=city.key,
@@ -85,8 +94,12 @@ class Node:
             clock=self.clock,
         )
         desk.publish_mappings()
+        self.trust.on_change(desk.follow)
         self.desk = desk
         return desk
+
+    def adopt(self, manifest: bytes) -> None:
+        self.trust.install(manifest, source="test")
 
     def stub(self, city_code: str) -> PeerStub | None:
         """What ``PeerLinks.stub`` gives."""
@@ -125,6 +138,7 @@ class PeerStub:
 
 
 CITIES = {code: make_city(code) for code in (QINGDAO, YANTAI, WEIHAI)}
+STRANGER = make_city(YANTAI)  # another key claiming to be Yantai's
 V1 = build_manifest(
     federation_id="jiaodong",
     federation_name="胶东经济圈",
@@ -166,7 +180,7 @@ def test_a_city_removed_from_the_federation_is_no_longer_recognised(
     assert (recognised, grade) == (True, "B")
 
     v2 = next_version(V1, expires=NOW + YEAR, remove=[YANTAI])
-    qingdao.trust.install(signed(v2, by=[CITIES[QINGDAO], CITIES[WEIHAI]]), source="test")
+    qingdao.adopt(signed(v2, by=[CITIES[QINGDAO], CITIES[WEIHAI]]))
 
     # Still listed, so the clerk sees it exists, but neither recognised nor graded.
     [(ref, recognised, grade, reasons)] = qingdao.about(COMPANY)
@@ -175,3 +189,122 @@ def test_a_city_removed_from_the_federation_is_no_longer_recognised(
         "Yantai's tax-credit rating B has no common grade: Yantai (370600) is no longer a "
         "member of the federation (manifest v2 of jiaodong); not recognised",
     )
+
+
+# --- key rotation --------------------------------------------------------------------------
+
+
+def test_ratings_keep_replicating_after_the_issuer_rotates_its_key(
+    nodes: dict[str, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    yantai, qingdao, weihai = nodes[YANTAI], nodes[QINGDAO], nodes[WEIHAI]
+    rate(yantai, 1)
+    qingdao.pull()
+    rotated = CITIES[YANTAI].with_new_key()
+    v2 = signed(
+        next_version(V1, expires=NOW + YEAR, replace=[rotated.member]),
+        by=[CITIES[QINGDAO], rotated, CITIES[WEIHAI]],
+        leaving=[CITIES[YANTAI]],
+    )
+    for node in nodes.values():
+        node.adopt(v2)
+    yantai.start(rotated)  # restarted with its new key
+    [mapping] = yantai.ratings.mappings(YANTAI)
+    assert mapping.version == 2  # signed again, by the new key
+    rate(yantai, 2)
+
+    qingdao.pull()
+    assert qingdao.ratings.last_sequence(YANTAI) == 2
+    assert [m.version for m in qingdao.ratings.mappings(YANTAI)] == [2]
+    assert [(ref, ok) for ref, ok, _, _ in qingdao.about(COMPANY)] == [
+        (evidence(1), True),  # signed by the old key, verified when it arrived
+        (evidence(2), True),
+    ]
+    # A city pulling for the first time gets the statement signed before the rotation
+    # signed again by the new key; Yantai's own copy stays as it was signed.
+    weihai.peers[YANTAI] = PeerStub(yantai)
+    weihai.pull()
+    assert weihai.ratings.last_sequence(YANTAI) == 2
+    assert [ok for _, ok, _, _ in weihai.about(COMPANY)] == [True, True]
+    assert "refused" not in caplog.text
+    first = yantai.ratings.statements_after(YANTAI, 0, 1)[0].document
+    assert SignedRatingStatement.from_bytes(first).keyid == CITIES[YANTAI].key.public_key.keyid
+
+
+def test_a_new_common_scale_has_the_mappings_signed_again(nodes: dict[str, Node]) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    rate(yantai, 1)
+    qingdao.pull()
+    finer = dataclasses.replace(
+        next_version(V1, expires=NOW + YEAR), common_scale=("A", "B", "C", "D", "E")
+    )
+    for node in nodes.values():
+        node.adopt(signed(finer, by=list(CITIES.values())))
+    [mapping] = yantai.ratings.mappings(YANTAI)
+    assert mapping.version == 2  # by the trust store's listener, without a restart
+
+    qingdao.pull()
+    [(_, recognised, grade, _)] = qingdao.about(COMPANY)
+    assert (recognised, grade) == (True, "B")
+
+
+# --- what a peer refuses -------------------------------------------------------------------
+
+
+def forged_statement(statement: RatingStatement) -> reports_pb2.SignedRatingDocument:
+    """``statement`` signed by a key that is not its issuer's."""
+    forged = SignedRatingStatement.sign(statement, STRANGER.key, scale=PRESET_SCALES["tax-credit"])
+    return reports_pb2.SignedRatingDocument(document=forged.to_bytes())
+
+
+def test_a_refused_mapping_does_not_stop_the_others_nor_the_statements(
+    nodes: dict[str, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    rate(yantai, 1)
+    customs = ScaleMapping(
+        issuer=YANTAI,
+        scale=PRESET_SCALES["customs"],
+        common_scale=V1.common_scale,
+        mapping=dict(zip(PRESET_SCALES["customs"].grades, "ABCDD", strict=True)),
+        version=1,
+    )
+    forged = SignedScaleMapping.sign(customs, STRANGER.key).to_bytes()
+
+    def with_forged_mapping(answer: peer_pb2.GetRatingsResponse) -> peer_pb2.GetRatingsResponse:
+        genuine = list(answer.mappings)
+        del answer.mappings[:]
+        answer.mappings.add(document=forged)  # first: it must not stop the ones after it
+        answer.mappings.extend(genuine)
+        return answer
+
+    qingdao.peers[YANTAI] = PeerStub(yantai, with_forged_mapping)
+    qingdao.pull()
+    assert [m.scale_id for m in qingdao.ratings.mappings(YANTAI)] == ["tax-credit"]
+    assert qingdao.ratings.last_sequence(YANTAI) == 1
+    [record] = [r for r in caplog.records if r.getMessage() == "scale mapping from peer refused"]
+    assert record.levelname == "WARNING" and "customs" in record.fields["reason"]
+
+
+def test_a_refused_statement_keeps_the_ones_before_and_holds_back_the_ones_after(
+    nodes: dict[str, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    for number in (1, 2, 3):
+        rate(yantai, number)
+    person = dataclasses.replace(RATING, subject=PERSON, evidence_ref="个人 " + PERSON.id)
+
+    def second_forged(answer: peer_pb2.GetRatingsResponse) -> peer_pb2.GetRatingsResponse:
+        answer.statements[1].CopyFrom(forged_statement(person))
+        return answer
+
+    qingdao.peers[YANTAI] = PeerStub(yantai, second_forged)
+    qingdao.pull()
+    assert qingdao.ratings.last_sequence(YANTAI) == 1
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.fields["peer"] == YANTAI and record.fields["sequence"] == 2
+    assert PERSON.id not in caplog.text and PERSON.id not in repr(record.fields)
+
+    qingdao.peers[YANTAI] = PeerStub(yantai)  # the next pull asks again from 2
+    qingdao.pull()
+    assert [ref for ref, *_ in qingdao.about(COMPANY)] == [evidence(n) for n in (1, 2, 3)]
