@@ -119,6 +119,17 @@ def test_a_member_is_answered_and_identified(federation: Federation) -> None:
     assert answer.federation_id == "jiaodong"
 
 
+def test_get_ratings_refuses_a_sequence_no_database_holds(federation: Federation) -> None:
+    caller, target = federation.node("370600"), federation.node("370200")
+    with peer_channel(caller.config.home, target) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            peer_pb2_grpc.PeerServiceStub(channel).GetRatings(
+                peer_pb2.GetRatingsRequest(after_sequence=2**64 - 1), timeout=5
+            )
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "after_sequence 18446744073709551615 is out of range" in refused.value.details()
+
+
 def test_a_member_of_another_federation_id_is_refused(federation: Federation) -> None:
     caller, target = federation.node("370600"), federation.node("370200")
     with peer_channel(caller.config.home, target) as channel:

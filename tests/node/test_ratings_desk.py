@@ -17,6 +17,7 @@ import pytest
 
 from creditnet.v1 import peer_pb2, reports_pb2
 from federation.clock import FixedClock
+from federation.errors import InvalidInputError
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
 from federation.ratings import (
     PRESET_SCALES,
@@ -308,3 +309,18 @@ def test_a_refused_statement_keeps_the_ones_before_and_holds_back_the_ones_after
     qingdao.peers[YANTAI] = PeerStub(yantai)  # the next pull asks again from 2
     qingdao.pull()
     assert [ref for ref, *_ in qingdao.about(COMPANY)] == [evidence(n) for n in (1, 2, 3)]
+
+
+# --- what a peer asks ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after", [2**63, 2**64 - 1])
+def test_a_sequence_beyond_what_a_database_holds_is_a_clear_error(
+    nodes: dict[str, Node], after: int
+) -> None:
+    yantai = nodes[YANTAI]
+    rate(yantai, 1)
+    with pytest.raises(InvalidInputError, match=rf"after_sequence {after} is out of range"):
+        yantai.desk.publications(after, 0)
+    highest = yantai.desk.publications(2**63 - 1, 0)
+    assert (len(highest.statements), highest.last_sequence) == (0, 2**63 - 1)
