@@ -48,6 +48,7 @@ from federation.member import CITY_CODE
 from federation.presets import PRESETS
 from federation.sanctions import Subject
 from federation.signing import SigningKey, b64decode, b64encode
+from federation.subjects import shown
 
 RATING_STATEMENT_TYPE = "creditnet.rating-statement/v1"
 SCALE_MAPPING_TYPE = "creditnet.scale-mapping/v1"
@@ -72,19 +73,9 @@ ScaleKind = Literal["grades", "points"]
 SCALE_KINDS: tuple[ScaleKind, ...] = ("grades", "points")
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# Runs that could be (part of) a personal identifier: never echoed into a message.
-_ID_LIKE = re.compile(r"[\dA-Za-zＡ-Ｚａ-ｚ]{15,}")
 
 
 # --- small checks -----------------------------------------------------------------------------
-
-
-def _shown(value: object) -> str:
-    """A value for an error message, with anything shaped like an identifier hidden."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return repr(_ID_LIKE.sub("[hidden]", text))
 
 
 def _is_int(value: object) -> bool:
@@ -118,7 +109,7 @@ def _grade(value: object, name: str) -> str:
 def _scale_id(value: object, name: str) -> str:
     if not isinstance(value, str) or not SCALE_ID.fullmatch(value):
         raise RatingError(
-            f"{name} {_shown(value)} is not a scale id (1 to 63 lower-case letters, digits "
+            f"{name} {shown(value)} is not a scale id (1 to 63 lower-case letters, digits "
             "or '-', starting with a letter)"
         )
     return value
@@ -126,7 +117,7 @@ def _scale_id(value: object, name: str) -> str:
 
 def _city_code(value: object, name: str) -> str:
     if not isinstance(value, str) or not CITY_CODE.fullmatch(value):
-        raise RatingError(f"{name} {_shown(value)} is not a six-digit division code")
+        raise RatingError(f"{name} {shown(value)} is not a six-digit division code")
     return value
 
 
@@ -152,7 +143,7 @@ def _fields(value: object, expected: Iterable[str], where: str) -> dict[str, Any
     keys, wanted = set(value), set(expected)
     if keys != wanted:
         missing = sorted(wanted - keys)
-        unknown = sorted(_shown(k) for k in keys - wanted)
+        unknown = sorted(shown(k) for k in keys - wanted)
         raise RatingError(f"{where}: fields do not match (missing {missing}, unknown {unknown})")
     return value
 
@@ -241,7 +232,7 @@ class RatingScale:
         where = f"rating scale {self.scale_id}"
         _text(self.name, f"{where}: name", limit=MAX_NAME_CHARS)
         if self.kind not in SCALE_KINDS:
-            raise RatingError(f"{where}: kind {_shown(self.kind)} is not 'grades' or 'points'")
+            raise RatingError(f"{where}: kind {shown(self.kind)} is not 'grades' or 'points'")
         if not isinstance(self.grades, tuple | list) or not isinstance(self.bands, tuple | list):
             raise RatingError(f"{where}: grades and bands must be lists")
         if self.kind == "grades":
@@ -308,7 +299,7 @@ class RatingScale:
         """The position of ``grade``: 0 is the best."""
         if grade not in self.grades:
             raise RatingError(
-                f"{_shown(grade)} is not a grade of scale {self.scale_id} "
+                f"{shown(grade)} is not a grade of scale {self.scale_id} "
                 f"(grades: {_listed(self.grades)})"
             )
         return self.grades.index(grade)
@@ -368,7 +359,7 @@ class RatingScale:
                 kind=kind,
                 bands=tuple(_band(b, f"scale: band {i + 1}") for i, b in enumerate(bands)),
             )
-        raise RatingError(f"scale: kind {_shown(kind)} is not 'grades' or 'points'")
+        raise RatingError(f"scale: kind {shown(kind)} is not 'grades' or 'points'")
 
 
 #: Scales in national or local use. A city can redefine one in node.toml.
@@ -458,14 +449,14 @@ def scales_from_config(table: Mapping[str, Any]) -> dict[str, RatingScale]:
         unknown = sorted(str(key) for key in options if key not in _SCALE_KEYS)
         if unknown:
             raise RatingError(
-                f"{where}: unknown key {_shown(unknown[0])}; known keys: {', '.join(_SCALE_KEYS)}"
+                f"{where}: unknown key {shown(unknown[0])}; known keys: {', '.join(_SCALE_KEYS)}"
             )
         for key in ("name", "kind"):
             if key not in options:
                 raise RatingError(f"{where}: missing key '{key}'")
         kind = options["kind"]
         if kind not in SCALE_KINDS:
-            raise RatingError(f'{where}: kind must be "grades" or "points", not {_shown(kind)}')
+            raise RatingError(f'{where}: kind must be "grades" or "points", not {shown(kind)}')
         wanted, unwanted = ("grades", "bands") if kind == "grades" else ("bands", "grades")
         if wanted not in options:
             raise RatingError(f"{where}: missing key '{wanted}' (a {kind} scale needs it)")
@@ -676,7 +667,7 @@ class RatingStatement:
     def from_json(cls, value: object) -> RatingStatement:
         if isinstance(value, dict) and value.get("type") != RATING_STATEMENT_TYPE:
             raise RatingError(
-                f"not a rating statement: type is {_shown(value.get('type'))}, "
+                f"not a rating statement: type is {shown(value.get('type'))}, "
                 f"expected {RATING_STATEMENT_TYPE!r}"
             )
         document = _fields(value, _STATEMENT_FIELDS, "rating statement")
@@ -750,7 +741,7 @@ class SignedRatingStatement:
             signature=self.signature,
             message=statement.signed_bytes(),
             manifest=manifest,
-            what=f"rating statement {_shown(statement.evidence_ref)} of {statement.issuer}",
+            what=f"rating statement {shown(statement.evidence_ref)} of {statement.issuer}",
         )
         return statement
 
@@ -819,7 +810,7 @@ class ScaleMapping:
         unknown = [str(g) for g in self.mapping if g not in grades]
         if unknown:
             raise RatingError(
-                f"{where}: maps {_listed(_shown(g) for g in sorted(unknown))}, which "
+                f"{where}: maps {_listed(shown(g) for g in sorted(unknown))}, which "
                 f"{'is' if len(unknown) == 1 else 'are'} not a grade of the scale "
                 f"(grades: {_listed(grades)})"
             )
@@ -832,7 +823,7 @@ class ScaleMapping:
             target = self.mapping[grade]
             if not isinstance(target, str) or target not in common:
                 raise RatingError(
-                    f"{where}: {grade} maps to {_shown(target)}, which is not a grade of the "
+                    f"{where}: {grade} maps to {shown(target)}, which is not a grade of the "
                     f"common scale ({_listed(common)})"
                 )
         for better, worse in itertools.pairwise(grades):
@@ -876,7 +867,7 @@ class ScaleMapping:
     def from_json(cls, value: object) -> ScaleMapping:
         if isinstance(value, dict) and value.get("type") != SCALE_MAPPING_TYPE:
             raise RatingError(
-                f"not a scale mapping: type is {_shown(value.get('type'))}, "
+                f"not a scale mapping: type is {shown(value.get('type'))}, "
                 f"expected {SCALE_MAPPING_TYPE!r}"
             )
         document = _fields(value, _MAPPING_FIELDS, "scale mapping")
@@ -1110,7 +1101,7 @@ def policy_from_config(table: Mapping[str, Any]) -> RecognitionPolicy:
     unknown = sorted(str(key) for key in table if key not in _POLICY_KEYS)
     if unknown:
         raise RatingError(
-            f"{where}: unknown key {_shown(unknown[0])}; known keys: {', '.join(_POLICY_KEYS)}"
+            f"{where}: unknown key {shown(unknown[0])}; known keys: {', '.join(_POLICY_KEYS)}"
         )
     values = dict(table)
     if "scales" in values and not isinstance(values["scales"], Mapping):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -146,6 +147,20 @@ def normalize_identifier(text: str) -> str:
 def mask_resident_id(value: str) -> str:
     """Keep the address code (first 6) and the last 4 characters: ``110105********002X``."""
     return value[:6] + "*" * (len(value) - 10) + value[-4:]
+
+
+# Runs that could be (part of) a personal identifier: never echoed into a message.
+_ID_LIKE = re.compile(r"[\dA-Za-zＡ-Ｚａ-ｚ]{15,}")
+
+
+def shown(value: object, *, limit: int = 60) -> str:
+    """``value`` quoted for an error message, cut to ``limit`` characters, with every run
+    that could be (part of) an identifier hidden: text typed into the wrong field may be a
+    resident ID number."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return repr(_ID_LIKE.sub("[hidden]", text))
 
 
 def _mask_unknown(value: str) -> str:

@@ -33,7 +33,7 @@ from federation.ratings import (
 )
 from federation.sanctions import Subject
 from federation.signing import SigningKey
-from federation.subjects import SubjectId
+from federation.subjects import SubjectId, shown
 from node.peers import PeerLinks
 from node.storage.reports import MAX_SEQUENCE, RatingRepository, StoredStatement
 from node.trust import TrustStore
@@ -135,17 +135,23 @@ class RatingDesk:
                 extra={"fields": {"manifest": manifest.version, "reason": exc.message}},
             )
 
+    def scale(self, scale_id: str) -> RatingScale:
+        """One of this city's scales, by the id a client gave."""
+        scale = self.scales.get(scale_id)
+        if scale is None:
+            raise NotFoundError(
+                f"scale {shown(scale_id)} is not one of this city's scales "
+                f"({', '.join(sorted(self.scales))})"
+            )
+        return scale
+
     def submit(self, statement: RatingStatement) -> int:
         """Sign and record a rating of this city; returns its sequence number."""
         if statement.issuer != self._me:
             raise InvalidInputError(f"this node rates for {self._me}, not {statement.issuer}")
-        scale = self.scales.get(statement.scale_id)
-        if scale is None:
-            raise NotFoundError(
-                f"scale {statement.scale_id!r} is not one of this city's scales "
-                f"({', '.join(sorted(self.scales))})"
-            )
-        signed = SignedRatingStatement.sign(statement, self._key, scale=scale)
+        signed = SignedRatingStatement.sign(
+            statement, self._key, scale=self.scale(statement.scale_id)
+        )
         sequence = self._ratings.next_sequence(self._me)
         self._ratings.add_statements([self._stored(signed, sequence)])
         return sequence

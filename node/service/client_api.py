@@ -23,10 +23,10 @@ from creditnet.v1 import (
     subject_pb2,
 )
 from federation.clock import Clock, china_date
-from federation.errors import CreditNetError, InvalidInputError, NotFoundError
+from federation.errors import CreditNetError, InvalidInputError
 from federation.member import check_city_code
 from federation.reports import check_report_no
-from federation.subjects import SubjectKind, check_subject, parse_subject
+from federation.subjects import SubjectKind, check_subject, parse_subject, shown
 from node.ledger import Change, Outcome, OwnLog
 from node.matching.querier import BatchResult, CityAnswer, MatchMode, MatchQuerier
 from node.matching.querier import Outcome as MatchOutcome
@@ -378,12 +378,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
     ) -> client_pb2.SubmitRatingResponse:
         today = china_date(self._clock.now())
         subject = parse_subject(request.subject_id, today=today)
-        scale = self._ratings.scales.get(request.scale_id)
-        if scale is None:
-            raise NotFoundError(
-                f"scale {request.scale_id!r} is not one of this city's scales "
-                f"({', '.join(sorted(self._ratings.scales))})"
-            )
+        scale = self._ratings.scale(request.scale_id)
         statement = statement_for(
             issuer=self._city_code,
             subject=subject,
@@ -590,7 +585,7 @@ def _required_date(text: str, field: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInputError(f"{field}: {text!r} is not a date YYYY-MM-DD") from None
+        raise InvalidInputError(f"{field}: {shown(text)} is not a date YYYY-MM-DD") from None
 
 
 _OUTCOME = {

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from federation import subjects
 from federation.errors import ErrorCode, InvalidIdentifierError
 from federation.subjects import (
     MAX_INPUT_CHARS,
@@ -465,3 +466,23 @@ def test_check_subject_never_raises(text: str) -> None:
     assert result.valid == (result.reason is None)
     if not result.valid:
         assert result.normalized is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("tax-credit", "'tax-credit'"),
+        (RESIDENT_EXAMPLE, "'[hidden]'"),
+        (f"scale-{RESIDENT_EXAMPLE.lower()}", "'scale-[hidden]'"),
+        ("１１０１０５１９４９１２３１００２Ｘ", "'[hidden]'"),  # full-width forms
+        ("2026-13-01", "'2026-13-01'"),
+        (12, "'12'"),
+        ("grade " * 11, repr(("grade " * 11)[:57] + "...")),
+    ],
+)
+def test_shown_hides_what_could_be_an_identifier(value: object, expected: str) -> None:
+    assert subjects.shown(value) == expected
+
+
+def test_shown_cuts_before_hiding() -> None:
+    assert subjects.shown("x" * 10 + RESIDENT_EXAMPLE, limit=20) == "'[hidden]...'"

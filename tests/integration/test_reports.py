@@ -270,3 +270,34 @@ def test_an_unknown_scale_is_refused(clients: dict[str, Client], company: str) -
         )
     assert refused.value.code() is grpc.StatusCode.NOT_FOUND
     assert "no-such-scale" in refused.value.details()
+
+
+RESIDENT_ID = "11010519491231002X"  # typed into the wrong field: never echoed
+
+
+@pytest.mark.parametrize(
+    ("field", "status"),
+    [
+        ("scale_id", grpc.StatusCode.NOT_FOUND),
+        ("issued_on", grpc.StatusCode.INVALID_ARGUMENT),
+        ("valid_until", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_an_id_number_in_the_wrong_field_is_not_echoed(
+    clients: dict[str, Client], company: str, field: str, status: grpc.StatusCode
+) -> None:
+    request = client_pb2.SubmitRatingRequest(
+        subject_id=company,
+        subject_name="x",
+        scale_id="tax-credit",
+        grade="A",
+        valid_until=(TODAY + dt.timedelta(days=30)).isoformat(),
+        evidence_ref="e",
+    )
+    setattr(request, field, RESIDENT_ID)
+    with pytest.raises(grpc.RpcError) as refused:
+        clients["370600"].stub.SubmitRating(request, timeout=10)
+    assert refused.value.code() is status
+    details = refused.value.details() or ""
+    assert field.removesuffix("_id") in details and "'[hidden]'" in details
+    assert RESIDENT_ID not in details and "1101051949" not in details

@@ -17,7 +17,7 @@ import pytest
 
 from creditnet.v1 import peer_pb2, reports_pb2
 from federation.clock import FixedClock
-from federation.errors import InvalidInputError
+from federation.errors import InvalidInputError, NotFoundError
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
 from federation.ratings import (
     PRESET_SCALES,
@@ -324,3 +324,20 @@ def test_a_sequence_beyond_what_a_database_holds_is_a_clear_error(
         yantai.desk.publications(after, 0)
     highest = yantai.desk.publications(2**63 - 1, 0)
     assert (len(highest.statements), highest.last_sequence) == (0, 2**63 - 1)
+
+
+# --- what a client asks --------------------------------------------------------------------
+
+
+def test_an_unknown_scale_is_named_without_what_could_be_an_identifier(
+    nodes: dict[str, Node],
+) -> None:
+    desk = nodes[YANTAI].desk
+    assert desk.scale("tax-credit") is PRESET_SCALES["tax-credit"]
+    with pytest.raises(NotFoundError, match="scale 'no-such-scale' is not one of") as found:
+        desk.scale("no-such-scale")
+    assert "customs, public-credit-gbt45255, tax-credit, weihai-haibei" in found.value.message
+    typed = "x" + PERSON.id.lower()  # a valid scale id, though it holds an ID number
+    with pytest.raises(NotFoundError, match=r"scale '\[hidden\]' is not one of") as found:
+        desk.submit(dataclasses.replace(RATING, scale_id=typed))
+    assert PERSON.id.lower() not in found.value.message
