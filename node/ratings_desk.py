@@ -29,6 +29,7 @@ from federation.ratings import (
     ScaleMapping,
     SignedRatingStatement,
     SignedScaleMapping,
+    newer_mapping,
     recognise,
 )
 from federation.sanctions import Subject
@@ -233,9 +234,13 @@ class RatingDesk:
             answer = await stub.GetRatings(
                 peer_pb2.GetRatingsRequest(after_sequence=after), timeout=10
             )
+            held = {
+                m.scale_id: SignedScaleMapping.from_bytes(m.document).mapping
+                for m in self._ratings.mappings(issuer)
+            }
             for document in answer.mappings:
                 try:
-                    self._keep_mapping(issuer, document.document, manifest)
+                    self._keep_mapping(issuer, document.document, manifest, held)
                 except CreditNetError as exc:
                     log.warning(
                         "scale mapping from peer refused",
@@ -266,14 +271,21 @@ class RatingDesk:
             if not answer.more or not rows:
                 return
 
-    def _keep_mapping(self, issuer: str, document: bytes, manifest: Manifest) -> None:
+    def _keep_mapping(
+        self, issuer: str, document: bytes, manifest: Manifest, held: dict[str, ScaleMapping]
+    ) -> None:
+        """Store a verified mapping newer than the one ``held``; one with the same version
+        but another content is a ScaleMappingConflictError, and the one held stays."""
         signed = SignedScaleMapping.from_bytes(document)
         mapping = signed.verify(manifest)
         if mapping.issuer != issuer:
             raise InvalidInputError(f"{issuer} sent a mapping of {mapping.issuer}")
+        if newer_mapping(held.get(mapping.scale_id), mapping) is not mapping:
+            return  # the one held: the same, or newer
         self._ratings.put_mapping(
             issuer, mapping.scale_id, mapping.version, signed.to_bytes(), self._clock.now()
         )
+        held[mapping.scale_id] = mapping
 
     @staticmethod
     def _verified_statement(

@@ -311,6 +311,38 @@ def test_a_refused_statement_keeps_the_ones_before_and_holds_back_the_ones_after
     assert [ref for ref, *_ in qingdao.about(COMPANY)] == [evidence(n) for n in (1, 2, 3)]
 
 
+def test_a_second_mapping_under_a_version_held_is_refused_and_the_first_kept(
+    nodes: dict[str, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    rate(yantai, 1)
+    qingdao.pull()
+    [first] = qingdao.ratings.mappings(YANTAI)
+    # Yantai, say restored from an old backup, signs another table under version 1.
+    harsher = ScaleMapping(
+        issuer=YANTAI,
+        scale=PRESET_SCALES["tax-credit"],
+        common_scale=V1.common_scale,
+        mapping={**TAX_TABLE, "B": "C", "M": "C"},
+        version=first.version,
+    )
+    other = SignedScaleMapping.sign(harsher, CITIES[YANTAI].key).to_bytes()
+
+    def with_other_mapping(answer: peer_pb2.GetRatingsResponse) -> peer_pb2.GetRatingsResponse:
+        answer.mappings[0].document = other
+        return answer
+
+    qingdao.peers[YANTAI] = PeerStub(yantai, with_other_mapping)
+    rate(yantai, 2)
+    qingdao.pull()
+    assert qingdao.ratings.mappings(YANTAI) == [first]
+    assert qingdao.ratings.last_sequence(YANTAI) == 2
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.getMessage() == "scale mapping from peer refused"
+    assert "signed two mappings with one version number" in record.fields["reason"]
+    assert [grade for _, _, grade, _ in qingdao.about(COMPANY)] == ["B", "B"]
+
+
 # --- what a peer asks ----------------------------------------------------------------------
 
 
