@@ -57,7 +57,7 @@ from federation.manifest import Manifest, TrustedChain
 from federation.member import CITY_CODE, check_city_code
 from federation.sanctions import EntryState, ListKind, Subject
 from federation.signing import SigningKey, b64decode, b64encode
-from federation.subjects import SubjectKind, parse_subject
+from federation.subjects import SubjectKind, parse_subject, shown
 
 REPORT_TYPE = "creditnet.credit-report/v1"
 STATUS_LIST_TYPE = "creditnet.report-status-list/v1"
@@ -74,7 +74,6 @@ REPORT_NO = re.compile(r"[1-9][0-9]{5}-[0-9]{8}-[0-9]{6}")
 KEYID = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _BASE64URL = re.compile(r"u[A-Za-z0-9_-]+")
-_ID_LIKE = re.compile(r"[0-9A-Za-z]{15,}")
 
 # Length limits (characters); fields up to _SHORT are single-line.
 _SHORT = 200
@@ -184,7 +183,7 @@ def _fields(value: object, expected: Iterable[str], where: str) -> dict[str, Any
     if keys != wanted:
         missing = sorted(wanted - keys)
         # A stray key could be anything, even an identifier: never echoed in clear.
-        unknown = sorted(repr(_ID_LIKE.sub("[hidden]", k[:40])) for k in keys - wanted)
+        unknown = sorted(shown(k, limit=40) for k in keys - wanted)
         raise ReportFormatError(
             f"{where}: fields do not match (missing {missing}, unknown {unknown})"
         )

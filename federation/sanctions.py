@@ -52,6 +52,7 @@ from federation.subjects import (
     SubjectKind,
     normalize_identifier,
     parse_subject,
+    shown,
 )
 
 EVENT_TYPE = "creditnet.list-event/v1"
@@ -74,16 +75,6 @@ _E = TypeVar("_E", bound=enum.Enum)
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# Runs that could be (part of) an identifier: never echoed into a message.
-_ID_LIKE = re.compile(r"[\dA-Za-zＡ-Ｚａ-ｚ]{15,}")
-
-
-def _shown(value: object) -> str:
-    """A value for an error message, with anything shaped like an identifier hidden."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return repr(_ID_LIKE.sub("[hidden]", text))
 
 
 # --- list kinds and policies -------------------------------------------------------------
@@ -113,7 +104,7 @@ class ListKind(enum.StrEnum):
                 if slug == kind.value or text.strip() == kind.name_zh:
                     return kind
         known = ", ".join(kind.value for kind in cls)
-        raise InvalidInputError(f"unknown list kind {_shown(text)}; known kinds: {known}")
+        raise InvalidInputError(f"unknown list kind {shown(text)}; known kinds: {known}")
 
 
 _NAMES_ZH: Mapping[ListKind, str] = MappingProxyType(
@@ -163,7 +154,7 @@ class ListPolicy:
         for target in targets:
             if target != "*" and not CITY_CODE.fullmatch(target):
                 raise InvalidInputError(
-                    f"{where}: replicate_to entry {_shown(target)} is not a six-digit city code"
+                    f"{where}: replicate_to entry {shown(target)} is not a six-digit city code"
                 )
         if len(set(targets)) != len(targets):
             raise InvalidInputError(f"{where}: replicate_to lists a city twice")
@@ -251,7 +242,7 @@ def policies_from_config(table: Mapping[str, Any]) -> dict[ListKind, ListPolicy]
     for slug, overrides in table.items():
         if slug not in {kind.value for kind in ListKind}:
             raise InvalidInputError(
-                f"[lists]: unknown list kind {_shown(slug)}; known kinds: {known}"
+                f"[lists]: unknown list kind {shown(slug)}; known kinds: {known}"
             )
         kind = ListKind(slug)
         if not isinstance(overrides, Mapping):
@@ -259,7 +250,7 @@ def policies_from_config(table: Mapping[str, Any]) -> dict[ListKind, ListPolicy]
         unknown = sorted(str(key) for key in overrides if key not in _POLICY_KEYS)
         if unknown:
             raise InvalidInputError(
-                f"[lists.{slug}]: unknown key {_shown(unknown[0])}; "
+                f"[lists.{slug}]: unknown key {shown(unknown[0])}; "
                 f"known keys: {', '.join(_POLICY_KEYS)}"
             )
         values: dict[str, Any] = {
@@ -343,7 +334,7 @@ def _fields(value: object, expected: Iterable[str], where: str) -> dict[str, Any
     keys, wanted = set(value), set(expected)
     if keys != wanted:
         missing = sorted(wanted - keys)
-        unknown = sorted(_shown(k) for k in keys - wanted)
+        unknown = sorted(shown(k) for k in keys - wanted)
         raise ListEntryError(f"{where}: fields do not match (missing {missing}, unknown {unknown})")
     return value
 
@@ -353,7 +344,7 @@ def _enum(cls: type[_E], value: object, name: str) -> _E:
         return cls(value)
     except (ValueError, TypeError):
         known = ", ".join(str(member.value) for member in cls)
-        raise ListEntryError(f"{name}: {_shown(value)} is not one of {known}") from None
+        raise ListEntryError(f"{name}: {shown(value)} is not one of {known}") from None
 
 
 # --- entries -------------------------------------------------------------------------------
@@ -513,7 +504,7 @@ class SanctionEntry:
         if not isinstance(list_kind, str) or list_kind not in {k.value for k in ListKind}:
             known = ", ".join(kind.value for kind in ListKind)
             raise ListEntryError(
-                f"list_kind: unknown list kind {_shown(list_kind)}; known kinds: {known}"
+                f"list_kind: unknown list kind {shown(list_kind)}; known kinds: {known}"
             )
         measures = document["measures"]
         if not isinstance(measures, list):
@@ -820,7 +811,7 @@ class Envelope:
         document = _parse_bounded(data, MAX_ENVELOPE_BYTES, where)
         if set(document) != set(_ENVELOPE_FIELDS):
             missing = sorted(set(_ENVELOPE_FIELDS) - set(document))
-            unknown = sorted(_shown(key) for key in set(document) - set(_ENVELOPE_FIELDS))
+            unknown = sorted(shown(key) for key in set(document) - set(_ENVELOPE_FIELDS))
             raise InvalidInputError(
                 f"{where}: fields do not match (missing {missing}, unknown {unknown})"
             )
@@ -922,7 +913,7 @@ class EventBody:
         payload = _PAYLOAD[EventType(event)]
         if set(document) != {"salt", payload}:
             missing = sorted({"salt", payload} - set(document))
-            unknown = sorted(_shown(key) for key in set(document) - {"salt", payload})
+            unknown = sorted(shown(key) for key in set(document) - {"salt", payload})
             raise InvalidInputError(
                 f"{where} of a {event} event: fields do not match "
                 f"(missing {missing}, unknown {unknown})"
@@ -1413,7 +1404,7 @@ def _salted(salt: bytes | None) -> bytes:
 
 
 def _decision(entry: SanctionEntry) -> str:
-    return f"decision {_shown(entry.decision_no)} of {_shown(entry.authority)}"
+    return f"decision {shown(entry.decision_no)} of {shown(entry.authority)}"
 
 
 def plan_add(

@@ -153,14 +153,19 @@ def mask_resident_id(value: str) -> str:
 _ID_LIKE = re.compile(r"[\dA-Za-zＡ-Ｚａ-ｚ]{15,}")
 
 
+def hide_identifiers(text: str) -> str:
+    """``text`` with every run that could be (part of) an identifier replaced by
+    ``[hidden]``: text typed into the wrong field may be a resident ID number."""
+    return _ID_LIKE.sub("[hidden]", text)
+
+
 def shown(value: object, *, limit: int = 60) -> str:
-    """``value`` quoted for an error message, cut to ``limit`` characters, with every run
-    that could be (part of) an identifier hidden: text typed into the wrong field may be a
-    resident ID number."""
-    text = value if isinstance(value, str) else repr(value)
+    """``value`` quoted for a message: identifiers hidden (:func:`hide_identifiers`), then
+    cut to ``limit`` characters (hiding first, so that a cut never leaves part of one)."""
+    text = hide_identifiers(value if isinstance(value, str) else repr(value))
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    return repr(_ID_LIKE.sub("[hidden]", text))
+    return repr(text)
 
 
 def _mask_unknown(value: str) -> str:

@@ -40,6 +40,7 @@ from typing import IO, Any
 from creditnet.v1 import lists_pb2
 from federation.errors import CreditNetError, InvalidInputError, ListEntryError
 from federation.sanctions import ListKind, RemovalReason
+from federation.subjects import shown
 
 REQUIRED_COLUMNS = (
     "list_kind",
@@ -65,8 +66,6 @@ REMOVAL_REASONS: Mapping[RemovalReason, lists_pb2.RemovalReason.ValueType] = {
 }
 
 _DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
-# Runs that could be (part of) an identifier: never echoed into a reason.
-_ID_LIKE = re.compile(r"[\dA-Za-zＡ-Ｚａ-ｚ]{15,}")
 _BOM = "\ufeff"
 
 
@@ -100,14 +99,6 @@ class ParsedRow:
     row: int
     change: lists_pb2.ListChange | None
     reason: str = ""
-
-
-def shown(value: object) -> str:
-    """A value for a reason: quoted, shortened, anything shaped like an identifier hidden."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return repr(_ID_LIKE.sub("[hidden]", text))
 
 
 # --- fields to messages ----------------------------------------------------------------------

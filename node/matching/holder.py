@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -68,7 +67,7 @@ from federation.matching import (
 )
 from federation.sanctions import EntryState, ListKind, ListPolicy
 from federation.signing import SigningKey
-from federation.subjects import SubjectId, mask_resident_id, parse_subject
+from federation.subjects import SubjectId, hide_identifiers, mask_resident_id, parse_subject
 from node.logstore import state_from_row
 from node.matching.keys import subject_key
 from node.matching.pool import MatchingPool
@@ -95,9 +94,6 @@ BLINDED_BYTES = 32
 MAX_TEXT_CHARS = 500
 NO_REQUEST = "0" * 32
 """The audit's request id for a request whose own id is malformed."""
-
-# Runs that could be (part of) an identifier: never written into an audit row's free text.
-_ID_LIKE = re.compile(r"[\dA-Za-zＡ-Ｚａ-ｚ]{15,}")
 
 
 class ProbeMode(enum.StrEnum):
@@ -857,7 +853,7 @@ def _check_ciphertexts(layout: TableLayout, ciphertexts: Sequence[bytes]) -> Non
 
 
 def _redacted(text: str) -> str:
-    return _ID_LIKE.sub("[hidden]", text.strip())[:MAX_TEXT_CHARS]
+    return hide_identifiers(text.strip())[:MAX_TEXT_CHARS]
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -484,5 +484,13 @@ def test_shown_hides_what_could_be_an_identifier(value: object, expected: str) -
     assert subjects.shown(value) == expected
 
 
-def test_shown_cuts_before_hiding() -> None:
-    assert subjects.shown("x" * 10 + RESIDENT_EXAMPLE, limit=20) == "'[hidden]...'"
+def test_shown_hides_before_cutting() -> None:
+    # Cut first, "scale is 110105194..." would keep the start of the number: a run too
+    # short to look like an identifier, but its region and year of birth.
+    value = "scale is " + RESIDENT_EXAMPLE
+    for limit in range(12, 40):
+        text = subjects.shown(value, limit=limit)
+        assert RESIDENT_EXAMPLE[:4] not in text
+        assert len(text) <= limit + 2  # the quotes
+    assert subjects.shown(value, limit=20) == "'scale is [hidden]'"
+    assert subjects.shown("x" * 10 + RESIDENT_EXAMPLE, limit=20) == "'[hidden]'"
