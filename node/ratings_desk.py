@@ -318,7 +318,12 @@ class RatingDesk:
             statement = SignedRatingStatement.from_bytes(row.document).statement
             mapping = book.lookup(statement.issuer, statement.scale_id)
             recognition = recognise(statement, mapping, self._policy, now=now, manifest=manifest)
-            scale = mapping.scale if mapping is not None else self.scales.get(statement.scale_id)
+            # The issuer's own definition of its scale, as its mapping carries it: a scale of
+            # the same id here may be defined otherwise. Only this city's ratings fall back
+            # on the local definition.
+            scale = mapping.scale if mapping is not None else None
+            if scale is None and statement.issuer == self._me:
+                scale = self.scales.get(statement.scale_id)
             answers.append(RatingAnswer(statement, scale, recognition, row.received_at))
         answers.sort(
             key=lambda a: (a.statement.issuer, a.statement.scale_id, a.statement.issued_on)

@@ -373,3 +373,26 @@ def test_an_unknown_scale_is_named_without_what_could_be_an_identifier(
     with pytest.raises(NotFoundError, match=r"scale '\[hidden\]' is not one of") as found:
         desk.submit(dataclasses.replace(RATING, scale_id=typed))
     assert PERSON.id.lower() not in found.value.message
+
+
+def test_a_rating_is_shown_in_its_issuers_scale_never_in_a_local_one_of_the_same_id(
+    nodes: dict[str, Node],
+) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    rate(yantai, 1)
+    qingdao.desk.submit(dataclasses.replace(RATING, issuer=QINGDAO, evidence_ref="青税评 2"))
+
+    def without_mappings(answer: peer_pb2.GetRatingsResponse) -> peer_pb2.GetRatingsResponse:
+        del answer.mappings[:]
+        return answer
+
+    qingdao.peers[YANTAI] = PeerStub(yantai, without_mappings)
+    qingdao.pull()
+    # Qingdao has a tax-credit scale of its own; Yantai's definition never reached it.
+    company = parse_subject(COMPANY.id, today=TODAY)
+    scales = {a.statement.issuer: a.scale for a in qingdao.desk.about(company)}
+    assert scales == {YANTAI: None, QINGDAO: PRESET_SCALES["tax-credit"]}
+    qingdao.peers[YANTAI] = PeerStub(yantai)
+    qingdao.pull()
+    scales = {a.statement.issuer: a.scale for a in qingdao.desk.about(company)}
+    assert scales[YANTAI] == PRESET_SCALES["tax-credit"]  # from Yantai's signed mapping
