@@ -120,6 +120,17 @@ def members_suite(members: Iterable[Member]) -> str:
     return suite
 
 
+def _is_grade(grade: object) -> bool:
+    """A grade of the common scale, as a rating statement may carry it (see
+    federation.ratings): printable, trimmed, 1 to 16 characters."""
+    return (
+        isinstance(grade, str)
+        and 0 < len(grade) <= 16
+        and grade.isprintable()
+        and grade == grade.strip()
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """The signed part of a federation manifest (TUF: the ``signed`` part of root.json).
@@ -168,11 +179,12 @@ class Manifest:
         scale = tuple(self.common_scale)
         if (
             not scale
-            or not all(isinstance(s, str) and 0 < len(s) <= 16 for s in scale)
+            or not all(_is_grade(grade) for grade in scale)
             or len(set(scale)) != len(scale)
         ):
             raise ManifestFormatError(
-                "common scale must be a non-empty list of distinct grades of 1 to 16 characters"
+                "common scale must be a non-empty list of distinct grades of 1 to 16 "
+                "printable characters, not starting or ending with a space"
             )
         object.__setattr__(self, "common_scale", scale)
 

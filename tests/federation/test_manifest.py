@@ -662,6 +662,10 @@ def test_members_are_sorted_and_expiry_normalised() -> None:
         ({"expires": dt.datetime(2027, 1, 1)}, "timezone-aware"),
         ({"common_scale": ()}, "common scale"),
         ({"common_scale": ("A", "A")}, "common scale"),
+        ({"common_scale": ("A", "B ")}, "not starting or ending with a space"),
+        ({"common_scale": ("A", "B\x00")}, "printable"),
+        ({"common_scale": ("A", "B\u2028C")}, "printable"),
+        ({"common_scale": ("A", "B" * 17)}, "1 to 16"),
     ],
 )
 def test_invalid_manifest_fields(change: dict[str, Any], match: str) -> None:
@@ -870,6 +874,14 @@ def city_pool() -> tuple[TestCity, ...]:
     return tuple(make_city(code) for code in (*JIAODONG, ZIBO))
 
 
+#: Grades of a common scale: printable, trimmed (spaces only inside).
+GRADES = st.text(
+    st.characters(categories=("L", "N", "P", "S", "Zs"), exclude_characters="\u3000\xa0"),
+    min_size=1,
+    max_size=4,
+).filter(lambda grade: grade.isprintable() and grade == grade.strip())
+
+
 @st.composite
 def signed_manifests(draw: st.DrawFn) -> SignedManifest:
     pool = city_pool()
@@ -887,9 +899,7 @@ def signed_manifests(draw: st.DrawFn) -> SignedManifest:
             )
         ),
         version=draw(st.integers(1, 2**63)),
-        common_scale=draw(
-            st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=6, unique=True)
-        ),
+        common_scale=draw(st.lists(GRADES, min_size=1, max_size=6, unique=True)),
     )
     signed = SignedManifest(manifest)
     for city in draw(st.lists(st.sampled_from(chosen), unique=True)):
