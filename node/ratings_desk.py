@@ -181,30 +181,32 @@ class RatingDesk:
         limit = min(limit or MAX_STATEMENTS_PER_ANSWER, MAX_STATEMENTS_PER_ANSWER)
         rows = self._ratings.statements_after(self._me, after, limit + 1)
         more = len(rows) > limit
-        rows = rows[:limit]
+        rows = self._signed_now(rows[:limit])
         return peer_pb2.GetRatingsResponse(
             mappings=[
                 reports_pb2.SignedRatingDocument(document=m.document)
                 for m in self._ratings.mappings(self._me)
             ],
-            statements=[
-                reports_pb2.SignedRatingDocument(document=self._signed_now(r.document))
-                for r in rows
-            ],
+            statements=[reports_pb2.SignedRatingDocument(document=r.document) for r in rows],
             last_sequence=rows[-1].sequence if rows else after,
             more=more,
         )
 
-    def _signed_now(self, document: bytes) -> bytes:
-        """A statement of this city as peers can verify it: signed with the current key.
-
-        One signed before this city rotated its key is signed again when served; what is
-        stored stays as it was first signed, so a rotation rewrites nothing.
-        """
-        signed = SignedRatingStatement.from_bytes(document)
-        if signed.keyid == self._key.public_key.keyid:
-            return document
-        return signed.signed_again(self._key).to_bytes()
+    def _signed_now(self, rows: list[StoredStatement]) -> list[StoredStatement]:
+        """``rows`` (this city's statements) as peers can verify them: signed with the
+        current key. One signed before this city rotated its key is signed again the first
+        time it is served, and stored so (SM2 signs in milliseconds, in the event loop)."""
+        keyid = self._key.public_key.keyid
+        again: dict[int, bytes] = {}
+        for row in rows:
+            signed = SignedRatingStatement.from_bytes(row.document)
+            if signed.keyid != keyid:
+                again[row.sequence] = signed.signed_again(self._key).to_bytes()
+        self._ratings.replace_documents(self._me, again)
+        return [
+            dataclasses.replace(row, document=again[row.sequence]) if row.sequence in again else row
+            for row in rows
+        ]
 
     # --- the other cities' ratings -----------------------------------------------------
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
@@ -399,6 +399,25 @@ class RatingRepository:
                 .limit(limit)
             ).all()
         return [_statement(row) for row in rows]
+
+    def replace_documents(self, issuer: str, documents: Mapping[int, bytes]) -> None:
+        """Store new signed documents of ``issuer``'s statements, by sequence: the same
+        statements signed again (after a key rotation)."""
+        if not documents:
+            return
+        with self._db.transaction() as connection:
+            connection.execute(
+                update(rating_statements)
+                .where(
+                    rating_statements.c.issuer == issuer,
+                    rating_statements.c.sequence == bindparam("at_sequence"),
+                )
+                .values(document=bindparam("new_document")),
+                [
+                    {"at_sequence": sequence, "new_document": document}
+                    for sequence, document in documents.items()
+                ],
+            )
 
     def by_subject(self, subject_id: str) -> list[StoredStatement]:
         """Every statement about one subject, from every issuer, by (issuer, sequence)."""

@@ -222,14 +222,23 @@ def test_ratings_keep_replicating_after_the_issuer_rotates_its_key(
         (evidence(2), True),
     ]
     # A city pulling for the first time gets the statement signed before the rotation
-    # signed again by the new key; Yantai's own copy stays as it was signed.
+    # signed again by the new key, which Yantai keeps (it signs each one once).
+    before = SignedRatingStatement.from_bytes(
+        yantai.ratings.statements_after(YANTAI, 0, 1)[0].document
+    )
+    assert before.keyid == CITIES[YANTAI].key.public_key.keyid
     weihai.peers[YANTAI] = PeerStub(yantai)
     weihai.pull()
     assert weihai.ratings.last_sequence(YANTAI) == 2
     assert [ok for _, ok, _, _ in weihai.about(COMPANY)] == [True, True]
     assert "refused" not in caplog.text
-    first = yantai.ratings.statements_after(YANTAI, 0, 1)[0].document
-    assert SignedRatingStatement.from_bytes(first).keyid == CITIES[YANTAI].key.public_key.keyid
+    after = SignedRatingStatement.from_bytes(
+        yantai.ratings.statements_after(YANTAI, 0, 1)[0].document
+    )
+    assert after.keyid == rotated.key.public_key.keyid
+    assert after.statement == before.statement
+    served = yantai.desk.publications(0, 10).statements[0].document
+    assert served == yantai.ratings.statements_after(YANTAI, 0, 1)[0].document  # as kept
 
 
 def test_a_new_common_scale_has_the_mappings_signed_again(nodes: dict[str, Node]) -> None:
