@@ -16,7 +16,9 @@ For each member, the node pulls incrementally from the last verified position:
    cut stream loses nothing and applies nothing twice.
 
 Nodes also swap the checkpoints they hold (``ExchangeCheckpoints``): a checkpoint of city X
-received from Y that contradicts the replica of X here is a split view too.
+received from Y that contradicts the replica of X here is a split view too. Such a
+checkpoint, like the one in a ``NotifyAppended``, may be an old one delivered late: only
+its root is checked, and a smaller size is a rollback only in the origin's current head.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ class Replicator:
             raise InvalidInputError(f"{origin} answered with a checkpoint of {checkpoint.origin}")
         self._replicas.record_seen(origin, checkpoint.size, signed.to_bytes())
         store = LogStore(origin, self._logs, self._entries, self._clock)
-        if not self.check_against_replica(store, signed, reported_by=origin):
+        if not self.check_against_replica(store, signed, reported_by=origin, current_head=True):
             return
         held = store.signed_checkpoint()
         if held is not None and 0 < held.checkpoint.size < checkpoint.size:
@@ -204,13 +206,17 @@ class Replicator:
             )
 
     def check_against_replica(
-        self, store: LogStore, signed: SignedCheckpoint, *, reported_by: str
+        self, store: LogStore, signed: SignedCheckpoint, *, reported_by: str, current_head: bool
     ) -> bool:
-        """False (and a split view recorded) if ``signed`` contradicts what is held here."""
+        """False (and a split view recorded) if ``signed`` contradicts what is held here.
+
+        ``current_head``: ``signed`` is the origin's answer to ``GetCheckpoint``, its head
+        now, so it may not show fewer leaves than a checkpoint it signed before. A checkpoint
+        received in a notice or an exchange may be an old one delivered late (notices queued
+        while a channel reconnects): only its root is checked.
+        """
         held = store.signed_checkpoint()
-        reason = _contradiction(
-            store, held, signed.checkpoint, from_origin=reported_by == store.origin
-        )
+        reason = _contradiction(store, held, signed.checkpoint, current_head=current_head)
         if reason is None:
             return True
         self._split_view(store.origin, held or signed, signed, reason, reported_by)
@@ -262,7 +268,7 @@ class Replicator:
             origin = checkpoint.origin
             store = LogStore(origin, self._logs, self._entries, self._clock)
             if origin == self._me:
-                contradicts = _contradiction(store, None, checkpoint, from_origin=False)
+                contradicts = _contradiction(store, None, checkpoint, current_head=False)
                 if contradicts and document not in self._self_contradictions:
                     self._self_contradictions.add(document)  # once per checkpoint, not per round
                     log.error(
@@ -270,7 +276,9 @@ class Replicator:
                         extra={"fields": {"reported_by": reported_by, "size": checkpoint.size}},
                     )
                 continue
-            if not self.check_against_replica(store, signed, reported_by=reported_by):
+            if not self.check_against_replica(
+                store, signed, reported_by=reported_by, current_head=False
+            ):
                 continue
             status = self._replicas.status(origin)
             if checkpoint.size > ((status.latest_seen_size or 0) if status else 0):
@@ -382,9 +390,13 @@ def decode_leaf(origin: str, index: int, leaf: lists_pb2.LogLeaf) -> Leaf:
 
 
 def _contradiction(
-    store: LogStore, held: SignedCheckpoint | None, new: Checkpoint, *, from_origin: bool
+    store: LogStore, held: SignedCheckpoint | None, new: Checkpoint, *, current_head: bool
 ) -> str | None:
-    """Why ``new`` cannot be true together with the replica and checkpoint held here."""
+    """Why ``new`` cannot be true together with the replica and checkpoint held here.
+
+    Roots are checked whatever ``new`` is; the size only when ``new`` is the origin's
+    current head (see :meth:`Replicator.check_against_replica`).
+    """
     if new.size <= store.size:
         ours = store.root() if new.size == store.size else range_hash(0, new.size, store.tree())
         if ours != new.root:
@@ -393,7 +405,7 @@ def _contradiction(
         old = held.checkpoint
         if new.size == old.size and new.root != old.root:
             return f"two different roots signed for size {new.size}"
-        if from_origin and new.size < old.size:
+        if current_head and new.size < old.size:
             return f"the origin now shows {new.size} leaves after signing {old.size}"
     return None
 

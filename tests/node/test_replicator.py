@@ -1,0 +1,276 @@
+"""The sync engine (``node.replication.Replicator``) against one origin: real SQLite
+databases, keys and trust stores on both sides, and the origin's real peer API. The one
+fake is at the network boundary, so that the origin can answer what an honest node never
+would (an older head)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+import pytest
+
+from creditnet.v1 import lists_pb2, peer_pb2
+from federation.checkpoint import Checkpoint, sign_checkpoint
+from federation.clock import FixedClock
+from federation.manifest import SignedManifest, build_manifest
+from federation.sanctions import DEFAULT_POLICIES, ListKind, ListPolicy
+from node.background import Background
+from node.ledger import AddEntry, Change, OwnLog
+from node.logstore import LogStore
+from node.replication import Replicator
+from node.samples import sample_entry
+from node.service.peer_api import PeerApi
+from node.storage import Database, open_database
+from node.storage.lists import EntryRepository, LogRepository, ReplicaRepository
+from node.storage.repositories import EventRepository, ManifestRepository
+from node.trust import TrustStore
+from tests.federation.conftest import NOW, YEAR, make_city
+
+QINGDAO, JINAN, YANTAI = "370200", "370100", "370600"  # the origin, the replica, a peer
+CITIES = {code: make_city(code) for code in (QINGDAO, JINAN, YANTAI)}
+LISTED = NOW.date()
+
+
+def trust_store(db: Database, clock: FixedClock) -> TrustStore:
+    manifest = build_manifest(
+        federation_id="jiaodong",
+        federation_name="胶东经济圈",
+        members=[c.member for c in CITIES.values()],
+        threshold=3,
+        expires=NOW + YEAR,
+    )
+    signed = SignedManifest(manifest)
+    for city in CITIES.values():
+        signed = signed.sign(city.key)
+    trust = TrustStore(ManifestRepository(db), clock, EventRepository(db))
+    trust.install(signed.to_bytes(), source="operator")
+    return trust
+
+
+class CallerContext:
+    """What the origin's servicer sees of a call from Jinan: Jinan's pinned certificate."""
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [CITIES[JINAN].member.tls_certificate.encode("ascii")]}
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise grpc.aio.AbortError(f"{code.name}: {details}")
+
+
+class Origin:
+    """Qingdao's node as Jinan's replicator reaches it: its own log and its real peer API.
+
+    ``head``, when set, is the checkpoint ``GetCheckpoint`` answers instead of the newest.
+    """
+
+    def __init__(self, db: Database, clock: FixedClock) -> None:
+        logs, entries = LogRepository(db), EntryRepository(db)
+        self.own = OwnLog(
+            store=LogStore(QINGDAO, logs, entries, clock),
+            entries=entries,
+            signing_key=CITIES[QINGDAO].key,
+            policies=DEFAULT_POLICIES,
+            clock=clock,
+        )
+        unused = cast(Any, None)
+        self.api = PeerApi(
+            city_code=QINGDAO,
+            trust=trust_store(db, clock),
+            links=unused,
+            contacts=unused,
+            own_log=self.own,
+            replicator=unused,
+            logs=logs,
+            reports=unused,
+            ratings=unused,
+            clock=clock,
+        )
+        self.context = cast(Any, CallerContext())
+        self.head: bytes | None = None
+
+    def submit(self, changes: list[Change]) -> bytes:
+        """Record ``changes``; the checkpoint signed after them."""
+        assert all(r.outcome.value == "applied" for r in self.own.submit(changes))
+        assert self.own.store.checkpoint is not None
+        return self.own.store.checkpoint
+
+    def share(self, kind: ListKind, policy: ListPolicy) -> None:
+        """The operator changes the policy of ``kind`` (and restarts the node)."""
+        self.own.policies = {**self.own.policies, kind: policy}
+
+    async def GetCheckpoint(
+        self, request: peer_pb2.GetCheckpointRequest, **_call_options: Any
+    ) -> peer_pb2.GetCheckpointResponse:
+        if self.head is not None:
+            return peer_pb2.GetCheckpointResponse(
+                checkpoint=lists_pb2.SignedCheckpoint(document=self.head)
+            )
+        return await self.api.GetCheckpoint(request, self.context)
+
+    async def GetConsistencyProof(
+        self, request: peer_pb2.GetConsistencyProofRequest, **_call_options: Any
+    ) -> peer_pb2.GetConsistencyProofResponse:
+        return await self.api.GetConsistencyProof(request, self.context)
+
+    def StreamLog(
+        self, request: peer_pb2.StreamLogRequest, **_call_options: Any
+    ) -> AsyncIterator[peer_pb2.StreamLogResponse]:
+        return self.api.StreamLog(request, self.context)
+
+
+class Monotonic:
+    """The replicator's monotonic clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+class Links:
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
+
+    def stub(self, city_code: str) -> Any:
+        return self.origin if city_code == QINGDAO else None
+
+
+@dataclasses.dataclass
+class Replica:
+    replicator: Replicator
+    logs: LogRepository
+    entries: EntryRepository
+    replicas: ReplicaRepository
+    background: Background
+    monotonic: Monotonic
+
+    @property
+    def store(self) -> LogStore:
+        return LogStore(QINGDAO, self.logs, self.entries, FixedClock(NOW))
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        async def with_background() -> None:
+            try:
+                await coroutine
+            finally:
+                await self.background.close()
+
+        asyncio.run(with_background())
+
+    def sync(self) -> None:
+        self.run(self.replicator.sync(QINGDAO))
+
+    def receive(self, checkpoint: bytes, *, reported_by: str) -> None:
+        """A checkpoint in a NotifyAppended (from the origin) or an exchange (from a peer)."""
+
+        async def receive() -> None:
+            self.replicator.receive_checkpoints([checkpoint], reported_by=reported_by)
+
+        self.run(receive())
+
+    @property
+    def blocked(self) -> bool:
+        status = self.replicas.status(QINGDAO)
+        return status is not None and status.blocked
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> Iterator[tuple[Database, Database]]:
+    origin = open_database(f"sqlite:///{tmp_path / 'qingdao.db'}")
+    replica = open_database(f"sqlite:///{tmp_path / 'jinan.db'}")
+    yield origin, replica
+    origin.close()
+    replica.close()
+
+
+@pytest.fixture
+def origin(databases: tuple[Database, Database]) -> Origin:
+    return Origin(databases[0], FixedClock(NOW))
+
+
+@pytest.fixture
+def replica(databases: tuple[Database, Database], origin: Origin) -> Replica:
+    db = databases[1]
+    clock = FixedClock(NOW)
+    logs, entries, replicas = LogRepository(db), EntryRepository(db), ReplicaRepository(db)
+    background, monotonic = Background(), Monotonic()
+    replicator = Replicator(
+        city_code=JINAN,
+        trust=trust_store(db, clock),
+        links=cast(Any, Links(origin)),
+        logs=logs,
+        entries=entries,
+        replicas=replicas,
+        clock=clock,
+        monotonic=monotonic,
+        background=background,
+    )
+    return Replica(replicator, logs, entries, replicas, background, monotonic)
+
+
+def adds(serials: range) -> list[Change]:
+    return [AddEntry(sample_entry(QINGDAO, s, listed_on=LISTED)) for s in serials]
+
+
+# --- checkpoints that contradict the replica ------------------------------------------------
+
+
+@pytest.mark.parametrize("reported_by", [QINGDAO, YANTAI], ids=["notice", "exchange"])
+def test_an_older_checkpoint_delivered_late_is_no_rollback(
+    origin: Origin, replica: Replica, reported_by: str
+) -> None:
+    earlier = origin.submit(adds(range(5)))
+    origin.submit(adds(range(5, 6)))
+    replica.sync()
+    assert replica.store.size == 6
+
+    # The notice of the first append, queued while the channel reconnected, arrives now.
+    replica.receive(earlier, reported_by=reported_by)
+
+    assert not replica.blocked
+    assert replica.replicas.split_views(QINGDAO) == []
+    origin.submit(adds(range(6, 8)))
+    replica.sync()
+    assert replica.store.root() == origin.own.store.root()
+    assert replica.store.size == 8
+
+
+def test_an_origin_whose_head_shows_fewer_leaves_than_it_signed_is_a_rollback(
+    origin: Origin, replica: Replica
+) -> None:
+    earlier = origin.submit(adds(range(5)))
+    origin.submit(adds(range(5, 6)))
+    replica.sync()
+
+    origin.head = earlier  # GetCheckpoint answers the older head: the last leaf is gone
+    replica.sync()
+
+    assert replica.blocked
+    (view,) = replica.replicas.split_views(QINGDAO)
+    assert view.reason == "the origin now shows 5 leaves after signing 6"
+    assert view.reported_by == QINGDAO
+    assert replica.store.size == 6
+
+
+@pytest.mark.parametrize("reported_by", [QINGDAO, YANTAI], ids=["notice", "exchange"])
+def test_an_older_checkpoint_with_another_root_is_a_split_view(
+    origin: Origin, replica: Replica, reported_by: str
+) -> None:
+    origin.submit(adds(range(6)))
+    replica.sync()
+    forked = Checkpoint(QINGDAO, 5, bytes(32), NOW - dt.timedelta(minutes=1))
+    signed = sign_checkpoint(forked, CITIES[QINGDAO].key)
+
+    replica.receive(signed.to_bytes(), reported_by=reported_by)
+
+    assert replica.blocked
+    (view,) = replica.replicas.split_views(QINGDAO)
+    assert view.reason == "the log of size 5 has another root than the one verified here"
+    assert view.reported_by == reported_by
