@@ -28,6 +28,7 @@ from federation.errors import CheckpointError, InvalidInputError, SignatureError
 from federation.manifest import Manifest
 from federation.member import check_city_code
 from federation.merkle import EMPTY_ROOT, HASH_SIZE
+from federation.sanctions import MAX_INDEX
 from federation.signing import SigningKey, b64decode, b64encode
 
 CHECKPOINT_TYPE = "creditnet.checkpoint/v1"
@@ -36,6 +37,9 @@ KEYID = re.compile(r"[0-9a-f]{64}")
 HEX_HASH = re.compile(r"[0-9a-f]{64}")
 MAX_SIGNATURE_BYTES = 1024
 MAX_REASON_CHARS = 1000
+#: Sizes, like leaf indices, are stored in signed 64-bit columns: a larger one, however
+#: validly signed, could be neither stored nor ever reached.
+MAX_SIZE = MAX_INDEX
 
 _CHECKPOINT_FIELDS = frozenset({"type", "origin", "size", "root", "timestamp"})
 _SIGNED_FIELDS = frozenset({"checkpoint", "keyid", "signature"})
@@ -73,6 +77,10 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint origin: {exc.message}") from None
         if not _is_int(self.size) or self.size < 0:
             raise CheckpointError(f"checkpoint size must be an integer >= 0, not {self.size!r}")
+        if self.size > MAX_SIZE:
+            raise CheckpointError(
+                f"checkpoint size {self.size} is larger than any log can be (at most {MAX_SIZE})"
+            )
         if not isinstance(self.root, bytes) or len(self.root) != HASH_SIZE:
             raise CheckpointError(f"checkpoint root must be a {HASH_SIZE}-byte SHA-256 hash")
         if self.size == 0 and self.root != EMPTY_ROOT:

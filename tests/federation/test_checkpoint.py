@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from federation.canonical import canonical_bytes
 from federation.checkpoint import (
     CHECKPOINT_TYPE,
+    MAX_SIZE,
     SPLIT_VIEW_TYPE,
     Checkpoint,
     SignedCheckpoint,
@@ -250,6 +251,7 @@ def wire(**changes: Any) -> bytes:
         (wire(checkpoint__size="3"), "size must be an integer"),
         (wire(checkpoint__size=True), "size must be an integer"),
         (wire(checkpoint__size=-3), "size must be an integer >= 0"),
+        (wire(checkpoint__size=2**63), "larger than any log can be"),
         (wire(checkpoint__origin=370200), "origin must be a string"),
         (wire(checkpoint__timestamp=5), "timestamp must be a string"),
         (wire(checkpoint__timestamp="2026-06-01T07:59:00+08:00"), "must be in UTC"),
@@ -318,7 +320,7 @@ def test_arbitrary_field_values_raise_only_project_errors(
 
 
 @given(
-    st.integers(0, 2**64),
+    st.integers(0, MAX_SIZE),
     st.binary(min_size=32, max_size=32),
     st.datetimes(
         min_value=dt.datetime(2000, 1, 1),
@@ -330,6 +332,28 @@ def test_round_trip(size: int, root: bytes, at: dt.datetime) -> None:
     checkpoint = Checkpoint(QINGDAO, size, EMPTY_ROOT if size == 0 else root, at)
     document = signed(checkpoint)
     assert SignedCheckpoint.from_bytes(document.to_bytes()) == document
+
+
+def test_the_largest_size_is_the_largest_a_signed_64_bit_column_holds() -> None:
+    # Sizes are stored in signed 64-bit columns, where a larger one overflows (an
+    # OverflowError from SQLite, not a refusal).
+    assert MAX_SIZE == 2**63 - 1
+    largest = Checkpoint(QINGDAO, MAX_SIZE, ROOT, NOW)
+    assert SignedCheckpoint.from_bytes(signed(largest).to_bytes()).checkpoint == largest
+
+
+@given(st.integers(MAX_SIZE + 1, 2**80))
+def test_a_signed_checkpoint_larger_than_any_log_is_refused(size: int) -> None:
+    with pytest.raises(CheckpointError, match="larger than any log can be"):
+        Checkpoint(QINGDAO, size, ROOT, NOW)
+    # The same checkpoint validly signed by its origin: refused when read.
+    document = signed().to_json()
+    document["checkpoint"]["size"] = size
+    document["signature"] = b64encode(
+        CITIES[QINGDAO].key.sign(canonical_bytes(document["checkpoint"]))
+    )
+    with pytest.raises(CheckpointError, match=f"checkpoint size {size} is larger than any log"):
+        SignedCheckpoint.from_bytes(canonical_bytes(document))
 
 
 # --- split views --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -16,10 +17,12 @@ import grpc
 import pytest
 
 from creditnet.v1 import lists_pb2, peer_pb2
-from federation.checkpoint import Checkpoint, sign_checkpoint
+from federation.canonical import canonical_bytes
+from federation.checkpoint import MAX_SIZE, Checkpoint, sign_checkpoint
 from federation.clock import FixedClock
 from federation.manifest import SignedManifest, build_manifest
 from federation.sanctions import DEFAULT_POLICIES, ListKind, ListPolicy
+from federation.signing import b64encode
 from node.background import Background
 from node.ledger import AddEntry, Change, OwnLog
 from node.logstore import LogStore
@@ -274,3 +277,59 @@ def test_an_older_checkpoint_with_another_root_is_a_split_view(
     (view,) = replica.replicas.split_views(QINGDAO)
     assert view.reason == "the log of size 5 has another root than the one verified here"
     assert view.reported_by == reported_by
+
+
+# --- checkpoints no log can match ------------------------------------------------------------
+
+
+def oversized(origin: Origin) -> bytes:
+    """A checkpoint of Qingdao's log validly signed by Qingdao, but of a size past what a
+    log (and a signed 64-bit column) can hold."""
+    checkpoint = {**Checkpoint(QINGDAO, 1, bytes(32), NOW).to_json(), "size": MAX_SIZE + 1}
+    key = CITIES[QINGDAO].key
+    return canonical_bytes(
+        {
+            "checkpoint": checkpoint,
+            "keyid": key.public_key.keyid,
+            "signature": b64encode(key.sign(canonical_bytes(checkpoint))),
+        }
+    )
+
+
+@pytest.mark.parametrize("reported_by", [QINGDAO, YANTAI], ids=["notice", "exchange"])
+def test_a_received_checkpoint_larger_than_any_log_is_logged_and_skipped(
+    origin: Origin, replica: Replica, reported_by: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    held = origin.submit(adds(range(3)))
+    replica.sync()
+
+    with caplog.at_level(logging.WARNING, logger="node.replication"):
+        replica.receive(oversized(origin), reported_by=reported_by)
+
+    (record,) = [r for r in caplog.records if r.getMessage() == "checkpoint from peer refused"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["peer"] == reported_by
+    assert "larger than any log can be" in fields["reason"]
+    status = replica.replicas.status(QINGDAO)
+    assert status is not None and not status.blocked
+    assert (status.latest_seen_size, status.latest_seen_checkpoint) == (3, held)
+
+
+def test_an_origin_answering_a_checkpoint_larger_than_any_log_is_a_failed_pull(
+    origin: Origin, replica: Replica
+) -> None:
+    origin.submit(adds(range(3)))
+    origin.head = oversized(origin)
+
+    replica.sync()  # returns: the failure is recorded, and the pull retried with backoff
+
+    status = replica.replicas.status(QINGDAO)
+    assert status is not None and not status.blocked
+    assert status.consecutive_failures == 1
+    assert status.last_error is not None and "larger than any log can be" in status.last_error
+    assert replica.store.size == 0
+
+    origin.head = None  # the origin answers its real head again
+    replica.monotonic.seconds += 120  # past the longest backoff
+    replica.sync()
+    assert replica.store.root() == origin.own.store.root()
