@@ -97,13 +97,15 @@ class LogStore:
         """Append verified leaves (in order, starting at :attr:`size`) in one transaction.
 
         ``states`` may carry entry states the caller already computed (the owner does);
-        otherwise they are derived here from the stored states and the bodies.
+        otherwise they are derived here from the stored states and the bodies, and the
+        entries the origin no longer shares with this node are withdrawn (:meth:`_apply`).
         """
         if not leaves:
             return
         start = self.size
+        withdrawn: dict[str, int] = {}
         if states is None:
-            states = self._apply(leaves)
+            states, withdrawn = self._apply(leaves)
         new_range, blocks = self.range.extend_with_blocks([leaf.hash for leaf in leaves])
         now = self._clock.now()
         stored = [
@@ -115,7 +117,11 @@ class LogStore:
                 list_kind=leaf.envelope.list_kind.value,
                 leaf_hash=leaf.hash,
                 envelope=leaf.envelope_bytes,
-                body=leaf.body_bytes,
+                body=(
+                    None
+                    if leaf.envelope.index < withdrawn.get(leaf.envelope.entry_id, -1)
+                    else leaf.body_bytes
+                ),
             )
             for offset, leaf in enumerate(leaves)
         ]
@@ -134,22 +140,44 @@ class LogStore:
             blocks=blocks,
             head=head,
             entries=[row_from_state(state, now) for state in states.values()],
+            withdrawn=sorted(withdrawn),
         )
         self.range = new_range
         self.checkpoint = checkpoint
+        if withdrawn:
+            log.warning(
+                "entries withdrawn: their origin no longer shares their list kind with us",
+                extra={"fields": {"origin": self.origin, "entries": len(withdrawn)}},
+            )
 
-    def _apply(self, leaves: Sequence[Leaf]) -> dict[str, EntryState]:
-        touched = sorted({leaf.envelope.entry_id for leaf in leaves if leaf.body is not None})
-        states = self.states(touched) if touched else {}
+    def _apply(self, leaves: Sequence[Leaf]) -> tuple[dict[str, EntryState], dict[str, int]]:
+        """The entry states after ``leaves``, and the entries withdrawn, each with the index
+        of the leaf that withdrew it.
+
+        A replica holds in clear only what the origin currently shares with it. The origin
+        sends a leaf without its body when it does not share that list kind with this node:
+        an entry held here (its state, or the body of one of its leaves) that gets such a
+        leaf is withdrawn, so that this node stops serving what it can no longer follow
+        (a removal after credit repair, say).
+        """
+        states = self.states(sorted({leaf.envelope.entry_id for leaf in leaves}))
+        bodiless = sorted({leaf.envelope.entry_id for leaf in leaves if leaf.body is None})
+        with_bodies = self._logs.with_bodies(self.origin, bodiless) if bodiless else set()
+        withdrawn: dict[str, int] = {}
         for leaf in leaves:
-            if leaf.body is None:
-                continue
             eid = leaf.envelope.entry_id
+            if leaf.body is None:
+                if eid in states or eid in with_bodies:
+                    withdrawn[eid] = leaf.envelope.index
+                    states.pop(eid, None)
+                    with_bodies.discard(eid)
+                continue
+            with_bodies.add(eid)
             try:
                 states[eid] = apply_event(states.get(eid), leaf.envelope, leaf.body)
             except CreditNetError as exc:
-                # A body whose earlier events were withheld from us (the kind became
-                # shared later): keep the leaf, skip the state.
+                # A body whose earlier events were withheld from us or withdrawn (the kind
+                # became shared later, or again): keep the leaf, skip the state.
                 log.warning(
                     "event not applied to entry state",
                     extra={
@@ -160,7 +188,7 @@ class LogStore:
                         }
                     },
                 )
-        return states
+        return states, withdrawn
 
 
 def _date(value: str | None) -> dt.date | None:

@@ -10,7 +10,9 @@ block hashes it completes.
 
 Writes are SQLAlchemy Core ``executemany`` (one statement, many parameter sets): a replica
 ingests a million leaves in batches of about a thousand, and per-row round trips would
-make that take hours. Leaves are never deleted or rewritten.
+make that take hours. Leaves are never deleted, and their envelopes and hashes never
+rewritten; only the body of a leaf may be cleared, when a replica withdraws an entry its
+origin no longer shares with it (see :meth:`LogRepository.append`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
@@ -68,7 +70,7 @@ class StoredLeaf:
     list_kind: str
     leaf_hash: bytes  # SHA-256(0x00 || envelope)
     envelope: bytes  # canonical envelope JSON: the leaf bytes
-    body: bytes | None  # None when the origin does not replicate this list kind to us
+    body: bytes | None  # None when the origin does not (or no longer) share this kind with us
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,14 +226,18 @@ class LogRepository:
         blocks: Sequence[tuple[int, bytes]],
         head: LogHead,
         entries: Sequence[EntryRow],
+        withdrawn: Sequence[str] = (),
     ) -> None:
         """Store a verified batch at the end of ``origin``'s log, all of it or nothing.
 
         Refused (:class:`FailedPreconditionError`) unless the stored size is
         ``expected_size`` (0 when nothing is stored), the leaves are exactly indexes
         ``expected_size .. expected_size + len(leaves) - 1``, ``head.size`` is the new size
-        and ``blocks`` are exactly the blocks of 256 leaves this batch completes. Entry
-        states are upserted; when one entry appears twice, the later row wins.
+        and ``blocks`` are exactly the blocks of 256 leaves this batch completes.
+
+        The entries ``withdrawn`` lose their state and the bodies of the leaves stored
+        before this batch (envelopes and hashes stay, so the tree still verifies); then
+        entry states are upserted, and when one entry appears twice, the later row wins.
         """
         _check_batch(origin, expected_size, leaves, blocks, head, entries)
         # getattr rather than dataclasses.asdict: asdict deep-copies every value.
@@ -249,6 +255,9 @@ class LogRepository:
                 stored = _stored_size(connection, origin, lock=True)
                 if stored != expected_size:
                     raise _size_mismatch(origin, expected_size, stored)
+                # Before the batch is inserted: what is withdrawn is what was stored before.
+                for chunk in _chunks(list(dict.fromkeys(withdrawn)), _IN_CHUNK):
+                    _withdraw(connection, origin, chunk)
                 if leaf_rows:
                     connection.execute(insert(log_leaves), leaf_rows)
                 if block_rows:
@@ -317,6 +326,21 @@ class LogRepository:
             ).scalars()
             return [bytes(value) for value in values]
 
+    def with_bodies(self, origin: str, entry_ids: Sequence[str]) -> set[str]:
+        """The entries among ``entry_ids`` of which a leaf is stored with its body."""
+        found: set[str] = set()
+        with self._db.read() as connection:
+            for chunk in _chunks(list(dict.fromkeys(entry_ids)), _IN_CHUNK):
+                found.update(
+                    connection.execute(
+                        select(log_leaves.c.entry_id)
+                        .distinct()
+                        .where(log_leaves.c.origin == origin, log_leaves.c.entry_id.in_(chunk))
+                        .where(log_leaves.c.body.is_not(None))
+                    ).scalars()
+                )
+        return found
+
     def entry_leaves(self, origin: str, entry_id: str) -> list[StoredLeaf]:
         """Every event of one entry (its history), in log order."""
         with self._db.read() as connection:
@@ -368,6 +392,20 @@ def _check_batch(
             raise FailedPreconditionError(
                 f"entry {entry.origin}/{entry.entry_id} is not from {origin}'s log"
             )
+
+
+def _withdraw(connection: Connection, origin: str, entry_ids: Sequence[str]) -> None:
+    connection.execute(
+        delete(list_entries).where(
+            list_entries.c.origin == origin, list_entries.c.entry_id.in_(entry_ids)
+        )
+    )
+    connection.execute(
+        update(log_leaves)
+        .where(log_leaves.c.origin == origin, log_leaves.c.entry_id.in_(entry_ids))
+        .where(log_leaves.c.body.is_not(None))
+        .values(body=None)
+    )
 
 
 def _stored_size(connection: Connection, origin: str, *, lock: bool) -> int:

@@ -143,7 +143,8 @@ log_leaves = Table(
     Column("list_kind", String(32), nullable=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),  # SHA-256(0x00 || envelope)
     Column("envelope", LargeBinary, nullable=False),  # the canonical envelope = leaf bytes
-    # NULL when the origin does not replicate this list kind to us (we hold the hash only).
+    # NULL when the origin does not share this list kind with us, or stopped sharing it
+    # (the entry was withdrawn here): we hold the envelope and hash only.
     Column("body", LargeBinary, nullable=True),
     PrimaryKeyConstraint("origin", "idx"),
     CheckConstraint("idx >= 0", name="idx_not_negative"),

@@ -176,6 +176,30 @@ def test_events_in_consecutive_batches_give_the_publishers_entry_states(
     assert "拒不履行生效法律文书确定的义务" in ours_second.entry
 
 
+def test_a_leaf_without_its_body_withdraws_an_entry_added_earlier_in_the_same_batch(
+    publisher: Publisher, receiver: LogStore
+) -> None:
+    # An origin that sends the add in clear and a later event of the same entry without
+    # its body, in one batch: the entry is withdrawn whole, the add's body not stored.
+    own = publisher.own
+    first = sample_entry(ORIGIN, 0, listed_on=LISTED)
+    removal = Removal(LISTED, RemovalReason.DECISION_REVOKED, first.authority)
+    assert own.submit([RemoveEntry(first.authority, first.decision_no, removal)])
+    signed = own.store.signed_checkpoint()
+    assert signed is not None
+    publisher = Publisher(own, signed)
+    batch = publisher.batch(0, SIZE + 1)
+    batch.leaves[SIZE].body = b""
+
+    apply(publisher, receiver, [batch])
+
+    eid = first.entry_id(ORIGIN)
+    assert receiver._entries.get(ORIGIN, eid) is None
+    assert [leaf.body for leaf in receiver._logs.entry_leaves(ORIGIN, eid)] == [None, None]
+    assert receiver._entries.count(ORIGIN) == SIZE - 1
+    assert receiver.root() == publisher.store.root()
+
+
 def _tamper_leaf(batch: peer_pb2.StreamLogResponse) -> peer_pb2.StreamLogResponse:
     bad = peer_pb2.StreamLogResponse()
     bad.CopyFrom(batch)

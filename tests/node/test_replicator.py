@@ -21,11 +21,21 @@ from federation.canonical import canonical_bytes
 from federation.checkpoint import MAX_SIZE, Checkpoint, sign_checkpoint
 from federation.clock import FixedClock
 from federation.manifest import SignedManifest, build_manifest
-from federation.sanctions import DEFAULT_POLICIES, ListKind, ListPolicy
+from federation.sanctions import (
+    DEFAULT_POLICIES,
+    ListKind,
+    ListPolicy,
+    Objection,
+    Removal,
+    RemovalReason,
+    SanctionEntry,
+)
 from federation.signing import b64encode
+from federation.subjects import SubjectId
 from node.background import Background
-from node.ledger import AddEntry, Change, OwnLog
+from node.ledger import AddEntry, AmendEntry, Change, ObjectToEntry, OwnLog, RemoveEntry
 from node.logstore import LogStore
+from node.queries import ListQueries
 from node.replication import Replicator
 from node.samples import sample_entry
 from node.service.peer_api import PeerApi
@@ -169,6 +179,16 @@ class Replica:
 
     def sync(self) -> None:
         self.run(self.replicator.sync(QINGDAO))
+
+    @property
+    def queries(self) -> ListQueries:
+        return ListQueries(
+            city_code=JINAN,
+            logs=self.logs,
+            entries=self.entries,
+            replicas=self.replicas,
+            clock=FixedClock(NOW),
+        )
 
     def receive(self, checkpoint: bytes, *, reported_by: str) -> None:
         """A checkpoint in a NotifyAppended (from the origin) or an exchange (from a peer)."""
@@ -332,4 +352,119 @@ def test_an_origin_answering_a_checkpoint_larger_than_any_log_is_a_failed_pull(
     origin.head = None  # the origin answers its real head again
     replica.monotonic.seconds += 120  # past the longest backoff
     replica.sync()
+    assert replica.store.root() == origin.own.store.root()
+
+
+# --- entries the origin stops sharing -----------------------------------------------------
+
+SERIOUS = ListKind.SERIOUS_DISHONESTY
+REPAIRABLE = NOW.date() - dt.timedelta(days=300)  # past the 6-month minimum publicity
+NARROWED = {
+    "replicate_to": dataclasses.replace(DEFAULT_POLICIES[SERIOUS], replicate_to=(YANTAI,)),
+    "not-public": dataclasses.replace(DEFAULT_POLICIES[SERIOUS], public=False),
+}
+
+
+def subject_of(entry: SanctionEntry) -> SubjectId:
+    return SubjectId(entry.subject.kind, entry.subject.id)
+
+
+def bodies(replica: Replica, entry: SanctionEntry) -> list[bytes | None]:
+    return [leaf.body for leaf in replica.logs.entry_leaves(QINGDAO, entry.entry_id(QINGDAO))]
+
+
+def repair(entry: SanctionEntry) -> RemoveEntry:
+    removal = Removal(NOW.date(), RemovalReason.REPAIR, entry.authority)
+    return RemoveEntry(entry.authority, entry.decision_no, removal)
+
+
+@pytest.mark.parametrize("narrowed", NARROWED.values(), ids=NARROWED.keys())
+def test_a_removal_the_origin_no_longer_shares_withdraws_the_entry(
+    origin: Origin, replica: Replica, narrowed: ListPolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    listed = sample_entry(QINGDAO, 1, listed_on=REPAIRABLE)
+    other = sample_entry(QINGDAO, 2, kind=ListKind.JOINT_PUNISHMENT, listed_on=REPAIRABLE)
+    origin.submit([AddEntry(listed), AddEntry(other)])
+    replica.sync()
+    (answer,) = replica.queries.subject_status(subject_of(listed), include_inactive=True)
+    assert answer.status.active and all(bodies(replica, listed))
+
+    # Qingdao stops sharing the kind with Jinan, then removes the entry after credit repair.
+    origin.share(SERIOUS, narrowed)
+    origin.submit([repair(listed)])
+    with caplog.at_level(logging.INFO, logger="node.logstore"):
+        replica.sync()
+
+    # Jinan cannot follow the entry any more: it stops serving it, and holds none of it in
+    # clear; the log itself is whole and the same as Qingdao's.
+    assert replica.entries.get(QINGDAO, listed.entry_id(QINGDAO)) is None
+    assert replica.queries.subject_status(subject_of(listed), include_inactive=True) == []
+    exported, _token = replica.queries.export_page(
+        origin=QINGDAO, list_kind=None, active_only=False, page_size=100, page_token=""
+    )
+    assert [a.state.entry_id for a in exported] == [other.entry_id(QINGDAO)]
+    history = replica.queries.history(QINGDAO, listed.entry_id(QINGDAO))
+    assert [(item.envelope.event.value, item.body) for item in history] == [
+        ("add", None),
+        ("remove", None),
+    ]
+    assert replica.store.size == 3 and replica.store.root() == origin.own.store.root()
+    assert replica.store.checkpoint == origin.own.store.checkpoint
+    # The other kind, still shared, is untouched.
+    assert all(bodies(replica, other))
+    (kept,) = replica.queries.subject_status(subject_of(other), include_inactive=True)
+    assert kept.status.active
+    # One line for the batch, with the origin and how many: no subject.
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("entries withdrawn")]
+    assert record.fields == {"origin": QINGDAO, "entries": 1}  # type: ignore[attr-defined]
+
+
+def test_a_withdrawn_entry_shared_again_gets_no_state_back_and_is_withdrawn_again(
+    origin: Origin, replica: Replica, caplog: pytest.LogCaptureFixture
+) -> None:
+    listed = sample_entry(QINGDAO, 1, listed_on=REPAIRABLE)
+    origin.submit([AddEntry(listed)])
+    replica.sync()
+    eid = listed.entry_id(QINGDAO)
+
+    origin.share(SERIOUS, NARROWED["replicate_to"])
+    origin.submit(
+        [AmendEntry(dataclasses.replace(listed, reason="拒不履行生效法律文书确定的义务"))]
+    )
+    replica.sync()
+    assert replica.entries.get(QINGDAO, eid) is None
+    assert bodies(replica, listed) == [None, None]
+
+    # Shared again: the next event comes in clear, but without the add before it there is
+    # no state to apply it to. It is kept as a leaf (with the body now shared), not served.
+    origin.share(SERIOUS, DEFAULT_POLICIES[SERIOUS])
+    objection = Objection(open=True, on=NOW.date())
+    origin.submit([ObjectToEntry(listed.authority, listed.decision_no, objection)])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="node.logstore"):
+        replica.sync()
+    assert [r.getMessage() for r in caplog.records] == ["event not applied to entry state"]
+    assert replica.entries.get(QINGDAO, eid) is None
+    assert replica.queries.subject_status(subject_of(listed), include_inactive=True) == []
+    assert [body is None for body in bodies(replica, listed)] == [True, True, False]
+
+    # Narrowed again: the body held is withdrawn too.
+    origin.share(SERIOUS, NARROWED["replicate_to"])
+    origin.submit([repair(listed)])
+    replica.sync()
+    assert bodies(replica, listed) == [None, None, None, None]
+    assert replica.entries.get(QINGDAO, eid) is None
+    assert replica.store.root() == origin.own.store.root()
+    assert not replica.blocked
+
+
+def test_an_entry_never_shared_is_not_withdrawn(origin: Origin, replica: Replica) -> None:
+    # The common case: a kind never shared with this node. Its leaves come without bodies,
+    # and nothing is held to withdraw.
+    watched = sample_entry(QINGDAO, 1, kind=ListKind.WATCH_LIST, listed_on=REPAIRABLE)
+    origin.submit([AddEntry(watched)])
+    origin.submit([repair(watched)])
+    replica.sync()
+    assert bodies(replica, watched) == [None, None]
+    assert replica.entries.count(QINGDAO) == 0
     assert replica.store.root() == origin.own.store.root()

@@ -267,6 +267,54 @@ def test_entry_history_and_upsert(db: Database) -> None:
     assert logs.entry_leaves(QINGDAO, "0" * 32) == []
 
 
+def test_a_withdrawn_entry_loses_its_state_and_bodies_not_its_leaves(db: Database) -> None:
+    logs = LogRepository(db)
+    entries = EntryRepository(db)
+    append_new_entries(logs, QINGDAO, 0, 3)
+    ids = [entry_id(QINGDAO, n) for n in range(3)]
+    assert logs.with_bodies(QINGDAO, [*ids, "0" * 32]) == set(ids)
+    hashes = logs.leaf_hashes(QINGDAO, 0, 3)
+
+    withheld_removal = leaf(QINGDAO, 3, 1, event="remove", hidden=True)
+    amended = entry(QINGDAO, 2, last_index=4, entry='{"n":2,"amended":true}')
+    logs.append(
+        origin=QINGDAO,
+        expected_size=3,
+        leaves=[withheld_removal, leaf(QINGDAO, 4, 2, event="amend")],
+        blocks=[],
+        head=head(QINGDAO, 5),
+        entries=[amended],
+        withdrawn=[ids[1]],
+    )
+
+    assert entries.get(QINGDAO, ids[1]) is None
+    assert entries.get_many(QINGDAO, ids) == {
+        ids[0]: entry(QINGDAO, 0, last_index=0),
+        ids[2]: amended,
+    }
+    assert logs.entry_leaves(QINGDAO, ids[1]) == [
+        dataclasses.replace(leaf(QINGDAO, 1, 1), body=None),
+        withheld_removal,
+    ]
+    assert logs.leaves(QINGDAO, 0, 1) == [leaf(QINGDAO, 0, 0)]
+    assert logs.leaf_hashes(QINGDAO, 0, 3) == hashes
+    assert logs.with_bodies(QINGDAO, ids) == {ids[0], ids[2]}
+
+
+def test_a_batch_that_fails_in_the_database_withdraws_nothing(db: Database) -> None:
+    logs = LogRepository(db)
+    append_new_entries(logs, QINGDAO, 0, 3)
+    before = snapshot(db)
+    # The entries' upsert, after the withdrawal, hits a NOT NULL column.
+    broken = dataclasses.replace(entry(QINGDAO, 3, last_index=3), subject_name=cast(str, None))
+    with pytest.raises(IntegrityError, match=r"(?i)not null|null value"):
+        logs.append(
+            **{**batch(QINGDAO, 3, 4), "entries": [broken]}, withdrawn=[entry_id(QINGDAO, 1)]
+        )
+    assert snapshot(db) == before
+    assert logs.leaves(QINGDAO, 0, 3) == [leaf(QINGDAO, i, i) for i in range(3)]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
