@@ -24,6 +24,7 @@ from federation.member import Member
 from node.background import Background
 from node.service.options import channel_options
 from node.service.tls import peer_channel_credentials, server_name_option
+from node.storage.database import check_storable
 from node.storage.repositories import EventRepository, PeerContactRepository
 from node.trust import TrustStore
 
@@ -108,13 +109,20 @@ class PeerLinks:
         if answer.city_code != code:
             self._failed(code, f"answered as {answer.city_code!r}, expected {code}")
             return
-        self._contacts.record_success(code, self._clock.now(), answer.manifest_version)
+        try:
+            version = check_storable(
+                answer.manifest_version, field="manifest_version", what="a manifest version"
+            )
+        except CreditNetError as exc:
+            self._failed(code, f"answered with {exc.message}")
+            return
+        self._contacts.record_success(code, self._clock.now(), version)
         if self._reachable.get(code) is not True:
             self._reachable[code] = True
             log.info("peer reachable", extra={"fields": {"peer": code}})
             for listener in self._on_reachable:
                 listener(code)
-        if answer.manifest_version > manifest.version:
+        if version > manifest.version:
             await self.pull_manifests(code)
 
     def on_reachable(self, listener: Callable[[str], None]) -> None:

@@ -36,7 +36,8 @@ from federation.sanctions import Subject
 from federation.signing import SigningKey
 from federation.subjects import SubjectId, shown
 from node.peers import PeerLinks
-from node.storage.reports import MAX_SEQUENCE, RatingRepository, StoredStatement
+from node.storage.database import check_storable
+from node.storage.reports import RatingRepository, StoredStatement
 from node.trust import TrustStore
 
 if TYPE_CHECKING:
@@ -172,12 +173,7 @@ class RatingDesk:
 
     def publications(self, after: int, limit: int) -> peer_pb2.GetRatingsResponse:
         """What a peer pulls: every mapping and the statements after ``after``."""
-        if not 0 <= after <= MAX_SEQUENCE:
-            # The wire allows any uint64; the database holds signed 64-bit sequences.
-            raise InvalidInputError(
-                f"after_sequence {after} is out of range: a rating statement sequence is "
-                f"0 to {MAX_SEQUENCE}"
-            )
+        check_storable(after, field="after_sequence", what="a rating statement sequence")
         limit = min(limit or MAX_STATEMENTS_PER_ANSWER, MAX_STATEMENTS_PER_ANSWER)
         rows = self._ratings.statements_after(self._me, after, limit + 1)
         more = len(rows) > limit

@@ -43,6 +43,7 @@ from node.replication import Replicator
 from node.reporting import ReportOffice
 from node.service.errors import STATUS_FOR, translate_errors
 from node.service.tls import peer_fingerprint
+from node.storage.database import check_storable
 from node.storage.lists import LogRepository
 from node.storage.repositories import PeerContactRepository
 from node.trust import TrustStore
@@ -108,9 +109,12 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
                 f"this node belongs to federation {manifest.federation_id!r}, "
                 f"not {request.federation_id!r}"
             )
+        version = check_storable(
+            request.manifest_version, field="manifest_version", what="a manifest version"
+        )
         now = self._clock.now()
-        self._contacts.record_success(caller.city_code, now, request.manifest_version)
-        if request.manifest_version > manifest.version:
+        self._contacts.record_success(caller.city_code, now, version)
+        if version > manifest.version:
             self._links.schedule_pull(caller.city_code)
         server_time = Timestamp()
         server_time.FromDatetime(now)
@@ -130,7 +134,10 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         ],
     ) -> peer_pb2.GetManifestsResponse:
         self._caller(context)  # type: ignore[arg-type]
-        documents = self._trust.documents_after(request.after_version)[:MAX_MANIFESTS_PER_ANSWER]
+        after = check_storable(
+            request.after_version, field="after_version", what="a manifest version"
+        )
+        documents = self._trust.documents_after(after)[:MAX_MANIFESTS_PER_ANSWER]
         return peer_pb2.GetManifestsResponse(
             manifests=[manifest_pb2.SignedManifest(document=d) for d in documents]
         )

@@ -44,7 +44,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from federation.errors import StorageError
+from federation.errors import InvalidInputError, StorageError
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
@@ -54,12 +54,26 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 # Any fixed 64-bit number: the PostgreSQL advisory lock that serialises migrations.
 _MIGRATION_LOCK_KEY: Final = 0x63726564_69746E65  # "creditne"
+#: The largest integer a column holds: SQLite's INTEGER and PostgreSQL's BIGINT are signed
+#: 64-bit, while a protobuf uint64 goes up to 2**64 - 1.
+MAX_INTEGER: Final = 2**63 - 1
 # Execution option read by the SQLite "begin" hook below.
 _SQLITE_BEGIN: Final = "credit_node_sqlite_begin"
 
 log = logging.getLogger(__name__)
 
 _URL_HINT: Final = "use sqlite:///path/to/node.db or postgresql://user:password@host:5432/database"
+
+
+def check_storable(value: int, *, field: str, what: str) -> int:
+    """``value``, a uint64 from the wire that a query compares with or stores in a column.
+
+    Refused with :class:`InvalidInputError` when no column could hold it: the driver would
+    raise OverflowError, which a caller would see as an internal error.
+    """
+    if not 0 <= value <= MAX_INTEGER:
+        raise InvalidInputError(f"{field} {value} is out of range: {what} is 0 to {MAX_INTEGER}")
+    return value
 
 
 class Database:

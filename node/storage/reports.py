@@ -35,8 +35,6 @@ from node.storage.schema import (
 )
 
 REPORT_STATES: Final = ("valid", "revoked", "superseded")
-#: The highest statement sequence a signed 64-bit column holds.
-MAX_SEQUENCE: Final = 2**63 - 1
 
 
 def _require_aware(name: str, value: dt.datetime) -> None:
@@ -478,7 +476,6 @@ def _check_continues(issuer: str, last: int, sequences: Sequence[int]) -> None:
 
 
 __all__ = [
-    "MAX_SEQUENCE",
     "REPORT_STATES",
     "IssuedReport",
     "RatingRepository",

@@ -130,6 +130,26 @@ def test_get_ratings_refuses_a_sequence_no_database_holds(federation: Federation
     assert "after_sequence 18446744073709551615 is out of range" in refused.value.details()
 
 
+@pytest.mark.parametrize("version", [2**63, 2**64 - 1])
+def test_manifest_versions_no_database_holds_are_refused(
+    federation: Federation, version: int
+) -> None:
+    caller, target = federation.node("370600"), federation.node("370200")
+    with peer_channel(caller.config.home, target) as channel:
+        stub = peer_pb2_grpc.PeerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as manifests:
+            stub.GetManifests(peer_pb2.GetManifestsRequest(after_version=version), timeout=5)
+        with pytest.raises(grpc.RpcError) as hello:
+            stub.Hello(
+                peer_pb2.HelloRequest(federation_id="jiaodong", manifest_version=version),
+                timeout=5,
+            )
+    assert manifests.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"after_version {version} is out of range" in manifests.value.details()
+    assert hello.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"manifest_version {version} is out of range" in hello.value.details()
+
+
 def test_a_member_of_another_federation_id_is_refused(federation: Federation) -> None:
     caller, target = federation.node("370600"), federation.node("370200")
     with peer_channel(caller.config.home, target) as channel:
