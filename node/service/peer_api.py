@@ -346,7 +346,16 @@ _PROBE_MODE = {
 def _sent_at(
     request: matching_pb2.ProbeRequest | matching_pb2.DiscloseRequest,
 ) -> dt.datetime | None:
-    return request.sent_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("sent_at") else None
+    if not request.HasField("sent_at"):
+        return None
+    try:
+        return request.sent_at.ToDatetime(tzinfo=dt.UTC)
+    except ValueError:
+        # Seconds outside years 1-9999 or nanos outside 0-999,999,999.
+        raise InvalidInputError(
+            f"sent_at is not a valid time (seconds={request.sent_at.seconds}, "
+            f"nanos={request.sent_at.nanos}): send the current UTC time"
+        ) from None
 
 
 def _table_part_to_wire(part: TablePart) -> matching_pb2.GetMatchTableResponse:

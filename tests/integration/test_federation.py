@@ -9,9 +9,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditnet.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc, subject_pb2
+from creditnet.v1 import (
+    client_pb2,
+    client_pb2_grpc,
+    matching_pb2,
+    peer_pb2,
+    peer_pb2_grpc,
+    subject_pb2,
+)
 from federation.clock import SystemClock
 from federation.manifest import next_version
 from federation.member import tls_server_name
@@ -148,6 +156,26 @@ def test_manifest_versions_no_database_holds_are_refused(
     assert f"after_version {version} is out of range" in manifests.value.details()
     assert hello.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert f"manifest_version {version} is out of range" in hello.value.details()
+
+
+@pytest.mark.parametrize(
+    "sent_at",
+    [Timestamp(seconds=2**62), Timestamp(seconds=-(2**62)), Timestamp(seconds=0, nanos=-1)],
+    ids=["far-future", "far-past", "negative-nanos"],
+)
+def test_a_matching_request_sent_at_no_time_is_refused(
+    federation: Federation, sent_at: Timestamp
+) -> None:
+    caller, target = federation.node("370600"), federation.node("370200")
+    with peer_channel(caller.config.home, target) as channel:
+        stub = peer_pb2_grpc.PeerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as probe:
+            stub.Probe(matching_pb2.ProbeRequest(sent_at=sent_at), timeout=5)
+        with pytest.raises(grpc.RpcError) as disclose:
+            stub.Disclose(matching_pb2.DiscloseRequest(sent_at=sent_at), timeout=5)
+    for refused in (probe, disclose):
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "sent_at is not a valid time" in refused.value.details()
 
 
 def test_a_member_of_another_federation_id_is_refused(federation: Federation) -> None:
