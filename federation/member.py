@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from federation.canonical import canonical_bytes, parse_document
 from federation.errors import InvalidInputError, SignatureError
 from federation.signing import PublicKey, SigningKey, b64decode, b64encode
+from federation.subjects import shown
 
 CARD_TYPE = "creditnet.member-card/v1"
 CITY_CODE = re.compile(r"[1-9][0-9]{5}")
@@ -28,7 +29,7 @@ ENDPOINT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-
 def check_city_code(code: object) -> str:
     """A GB/T 2260 administrative division code: six digits, not starting with 0."""
     if not isinstance(code, str) or not CITY_CODE.fullmatch(code):
-        raise InvalidInputError(f"city code {code!r} is not a six-digit division code")
+        raise InvalidInputError(f"city code {shown(code)} is not a six-digit division code")
     return code
 
 

@@ -582,6 +582,13 @@ class SanctionEntry:
         return entry
 
 
+def check_entry_id(value: object, name: str = "entry_id") -> str:
+    """An entry id: the first 32 hex digits (lower case) of the SHA-256 of its decision key."""
+    if not isinstance(value, str) or not _HEX32.fullmatch(value):
+        raise InvalidInputError(f"{name} must be {ENTRY_ID_HEX} lower-case hex digits")
+    return value
+
+
 @functools.lru_cache(maxsize=16384)
 def entry_id(origin: str, authority: str, decision_no: str) -> str:
     """First 32 hex characters of SHA-256 over the canonical JSON of the decision's key.
@@ -777,8 +784,7 @@ class Envelope:
             raise InvalidInputError(f"{where}: event must be an EventType")
         if not isinstance(self.list_kind, ListKind):
             raise InvalidInputError(f"{where}: list_kind must be a ListKind")
-        if not isinstance(self.entry_id, str) or not _HEX32.fullmatch(self.entry_id):
-            raise InvalidInputError(f"{where}: entry_id must be 32 lower-case hex digits")
+        check_entry_id(self.entry_id, f"{where}: entry_id")
         if not isinstance(self.body_sha256, str) or not _HEX64.fullmatch(self.body_sha256):
             raise InvalidInputError(f"{where}: body_sha256 must be 64 lower-case hex digits")
 
@@ -1608,6 +1614,7 @@ __all__ = [
     "SanctionEntry",
     "Subject",
     "apply_event",
+    "check_entry_id",
     "china_date",
     "due_expiries",
     "entry_id",

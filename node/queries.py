@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 from federation.clock import Clock
 from federation.errors import InvalidInputError, NotFoundError
-from federation.sanctions import EffectiveStatus, EntryState, Envelope, EventBody, ListKind
+from federation.sanctions import (
+    EffectiveStatus,
+    EntryState,
+    Envelope,
+    EventBody,
+    ListKind,
+    check_entry_id,
+)
 from federation.subjects import SubjectId
 from node.logstore import state_from_row
 from node.storage.lists import (
@@ -26,6 +33,9 @@ from node.storage.lists import (
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+#: A token this node issues is about 100 characters (base64 of a city code, a list kind and
+#: an entry id); a bound keeps a hostile one cheap to refuse.
+MAX_PAGE_TOKEN_CHARS = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +133,7 @@ class ListQueries:
         return answers, token
 
     def history(self, origin: str, entry_id: str) -> list[HistoryItem]:
+        check_entry_id(entry_id)
         leaves = self._logs.entry_leaves(origin, entry_id)
         if not leaves:
             raise NotFoundError(f"no entry {entry_id} of {origin} is held here")
@@ -139,9 +150,14 @@ def _encode_token(key: tuple[str, str, str]) -> str:
 
 
 def _decode_token(token: str) -> tuple[str, str, str]:
+    if len(token) > MAX_PAGE_TOKEN_CHARS:
+        raise InvalidInputError(
+            f"page_token is not one this node issued: {len(token)} characters, "
+            f"more than {MAX_PAGE_TOKEN_CHARS}"
+        )
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-    except (ValueError, UnicodeEncodeError):
+    except (ValueError, UnicodeEncodeError, RecursionError):
         raise InvalidInputError("page_token is not one this node issued") from None
     if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
         raise InvalidInputError("page_token is not one this node issued")

@@ -26,7 +26,7 @@ from federation.clock import Clock, china_date
 from federation.errors import CreditNetError, InvalidInputError
 from federation.member import check_city_code
 from federation.reports import check_report_no
-from federation.subjects import SubjectKind, check_subject, parse_subject, shown
+from federation.subjects import SubjectKind, check_subject, parse_subject
 from node.ledger import Change, Outcome, OwnLog
 from node.matching.querier import BatchResult, CityAnswer, MatchMode, MatchQuerier
 from node.matching.querier import Outcome as MatchOutcome
@@ -36,7 +36,14 @@ from node.ratings_desk import RatingDesk, statement_for
 from node.replication import Replicator
 from node.report_html import render_html
 from node.reporting import ReportOffice
-from node.service.convert import change_from_wire, history_to_wire, timestamp, view_to_wire
+from node.service.convert import (
+    change_from_wire,
+    date_from_wire,
+    history_to_wire,
+    optional_date_from_wire,
+    timestamp,
+    view_to_wire,
+)
 from node.service.errors import STATUS_FOR, translate_errors
 from node.storage.repositories import EventRepository, PeerContactRepository
 from node.trust import TrustStore
@@ -386,8 +393,8 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
             scale=scale,
             grade=request.grade.strip(),
             points=request.points if request.has_points else None,
-            issued_on=_optional_date(request.issued_on, "issued_on"),
-            valid_until=_required_date(request.valid_until, "valid_until"),
+            issued_on=optional_date_from_wire(request.issued_on, "issued_on"),
+            valid_until=date_from_wire(request.valid_until, "valid_until"),
             evidence_ref=request.evidence_ref.strip(),
             clock=self._clock,
         )
@@ -575,17 +582,6 @@ _VERDICT = {
     "invalid": reports_pb2.REPORT_VERDICT_INVALID,
     "status-unknown": reports_pb2.REPORT_VERDICT_STATUS_UNKNOWN,
 }
-
-
-def _optional_date(text: str, field: str) -> dt.date | None:
-    return _required_date(text, field) if text.strip() else None
-
-
-def _required_date(text: str, field: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInputError(f"{field}: {shown(text)} is not a date YYYY-MM-DD") from None
 
 
 _OUTCOME = {

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from creditnet.v1 import client_pb2, lists_pb2, subject_pb2
-from federation.errors import ListEntryError
+from federation.errors import InvalidInputError, ListEntryError
 from federation.sanctions import (
     ListKind,
     ListPolicy,
@@ -17,7 +17,7 @@ from federation.sanctions import (
     RemovalReason,
     SanctionEntry,
 )
-from federation.subjects import SubjectKind
+from federation.subjects import SubjectKind, shown
 from node.ledger import AddEntry, AmendEntry, Change, ObjectToEntry, RemoveEntry
 from node.queries import EntryAnswer, HistoryItem
 
@@ -40,11 +40,18 @@ def timestamp(value: dt.datetime) -> Timestamp:
     return stamp
 
 
-def _date(text: str, field: str) -> dt.date:
+def date_from_wire(text: str, field: str) -> dt.date:
+    """A ``YYYY-MM-DD`` field of a request. Refused with what was sent quoted, identifiers
+    hidden: a value typed into the wrong field may be a resident ID number."""
     try:
-        return dt.date.fromisoformat(text)
+        return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise ListEntryError(f"{field}: {text!r} is not a date YYYY-MM-DD") from None
+        raise InvalidInputError(f"{field}: {shown(text)} is not a date YYYY-MM-DD") from None
+
+
+def optional_date_from_wire(text: str, field: str) -> dt.date | None:
+    """A ``YYYY-MM-DD`` field of a request that may be left empty."""
+    return date_from_wire(text, field) if text.strip() else None
 
 
 def entry_from_wire(
@@ -62,10 +69,8 @@ def entry_from_wire(
         legal_basis=message.legal_basis,
         authority=message.authority,
         decision_no=message.decision_no,
-        listed_on=_date(message.listed_on, "listed_on"),
-        publicity_end=_date(message.publicity_end, "publicity_end")
-        if message.publicity_end
-        else None,
+        listed_on=date_from_wire(message.listed_on, "listed_on"),
+        publicity_end=optional_date_from_wire(message.publicity_end, "publicity_end"),
         measures=tuple(message.measures),
         appeal=message.appeal,
         policy=policies[kind],
@@ -78,7 +83,7 @@ def removal_from_wire(message: lists_pb2.Removal) -> Removal:
             "reason: give one of repair, expiry, objection-upheld, decision-revoked"
         )
     return Removal(
-        removed_on=_date(message.removed_on, "removed_on"),
+        removed_on=date_from_wire(message.removed_on, "removed_on"),
         reason=REMOVAL_REASON_FROM[message.reason],
         authority=message.authority,
         note=message.note,
@@ -103,7 +108,9 @@ def change_from_wire(
         return ObjectToEntry(
             ref.authority,
             ref.decision_no,
-            Objection(open=objection.open, on=_date(objection.on, "on"), note=objection.note),
+            Objection(
+                open=objection.open, on=date_from_wire(objection.on, "on"), note=objection.note
+            ),
         )
     raise ListEntryError("a change must be one of add, amend, remove, objection")
 

@@ -67,6 +67,17 @@ def test_city_code_refused(code: str) -> None:
         check_city_code(code)
 
 
+@pytest.mark.parametrize(
+    "typed", ["11010519491231002X", "city 11010519491231002X", "110105194912310"]
+)
+def test_a_city_code_refused_is_not_echoed_in_clear(typed: str) -> None:
+    # An identifier typed into the city field must not reach a message, log or audit row.
+    with pytest.raises(InvalidInputError) as refused:
+        check_city_code(typed)
+    assert "110105194912310" not in refused.value.message
+    assert "[hidden]" in refused.value.message
+
+
 @pytest.mark.parametrize("code", [370200, None, b"370200", ["370200"]])
 def test_city_code_must_be_a_string(code: object) -> None:
     with pytest.raises(InvalidInputError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import pytest
 
 from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2
 from federation.clock import CHINA_TZ
-from federation.subjects import uscc_check_char
+from federation.subjects import resident_id_check_char, uscc_check_char
 from node.demo import DemoNode, all_reachable, start, stop
 from node.keystore import read_secret
 from tests.integration.conftest import Federation, form_federation, wait_for
@@ -18,6 +19,7 @@ from tests.integration.conftest import Federation, form_federation, wait_for
 pytestmark = pytest.mark.integration
 
 TODAY = dt.datetime.now(CHINA_TZ).date()
+RESIDENT = "11010119900307777" + resident_id_check_char("11010119900307777")
 
 
 def uscc(serial: int) -> str:
@@ -220,3 +222,80 @@ def test_sync_status_shows_zero_lag(clients: dict[str, Client]) -> None:
         return all(r.lag == 0 and r.verified_size > 0 for r in status.replicas)
 
     wait_for(caught_up, timeout_s=15)
+
+
+def test_a_date_typed_wrong_is_refused_without_echoing_it(clients: dict[str, Client]) -> None:
+    listed = entry(300)
+    listed.listed_on = RESIDENT
+    ended = entry(301)
+    ended.publicity_end = f"至{RESIDENT}"
+    ref = lists_pb2.EntryRef(authority="青岛市市场监督管理局", decision_no="青市监信〔2026〕1号")
+    removal = lists_pb2.Removal(
+        removed_on=RESIDENT, reason=lists_pb2.REMOVAL_REASON_REPAIR, authority="青岛市发改委"
+    )
+    results = clients["370200"].submit(
+        lists_pb2.ListChange(add=listed),
+        lists_pb2.ListChange(add=ended),
+        lists_pb2.ListChange(remove=lists_pb2.RemoveEntry(entry=ref, removal=removal)),
+        lists_pb2.ListChange(
+            objection=lists_pb2.ObjectEntry(entry=ref, objection=lists_pb2.Objection(on=RESIDENT))
+        ),
+    )
+    fields = ["listed_on", "publicity_end", "removed_on", "on"]
+    assert [r.outcome for r in results] == [client_pb2.CHANGE_OUTCOME_REJECTED] * 4
+    for result, field in zip(results, fields, strict=True):
+        assert result.reason.startswith(f"{field}: ")
+        assert "is not a date YYYY-MM-DD" in result.reason
+        assert RESIDENT not in result.reason and RESIDENT[:15] not in result.reason
+
+
+@pytest.mark.parametrize(
+    ("origin", "entry_id", "words"),
+    [
+        ("370200", RESIDENT, "entry_id must be 32 lower-case hex digits"),
+        ("370200", f"{RESIDENT}{'x' * 14}", "entry_id must be 32 lower-case hex digits"),
+        (RESIDENT, "0" * 32, "is not a six-digit division code"),
+    ],
+    ids=["id-as-entry", "32-characters", "id-as-origin"],
+)
+def test_entry_history_of_malformed_input_is_refused_without_echoing_it(
+    clients: dict[str, Client], origin: str, entry_id: str, words: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        clients["370200"].stub.GetEntryHistory(
+            client_pb2.GetEntryHistoryRequest(origin=origin, entry_id=entry_id), timeout=10
+        )
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    details = refused.value.details() or ""
+    assert words in details
+    assert RESIDENT[:15] not in details
+
+
+def test_entry_history_of_an_unknown_entry_is_not_found(clients: dict[str, Client]) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        clients["370200"].stub.GetEntryHistory(
+            client_pb2.GetEntryHistoryRequest(origin="370200", entry_id="0" * 32), timeout=10
+        )
+    assert refused.value.code() is grpc.StatusCode.NOT_FOUND
+    assert refused.value.details() == f"no entry {'0' * 32} of 370200 is held here"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        base64.urlsafe_b64encode(b"[" * 50000).decode(),
+        base64.urlsafe_b64encode(b"[" * 300).decode(),
+        base64.urlsafe_b64encode(b'["370200", "red-list", "' + b"0" * 1000 + b'"]').decode(),
+        "not base64 at all",
+    ],
+    ids=["deeply-nested", "nested", "oversized", "not-base64"],
+)
+def test_a_page_token_this_node_did_not_issue_is_refused(
+    clients: dict[str, Client], token: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        clients["370200"].stub.ExportEntries(
+            client_pb2.ExportEntriesRequest(page_token=token), timeout=10
+        )
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token is not one this node issued" in (refused.value.details() or "")
