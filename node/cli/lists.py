@@ -379,7 +379,8 @@ class Progress:
 class RejectsFile:
     """``row,reason`` lines, created on the first reject or when the import completes (so a
     header error leaves an earlier rejects file alone). UTF-8 with a byte order mark, so
-    that Excel shows the Chinese reasons."""
+    that Excel shows the Chinese reasons. Readable by its owner only, like an export: a
+    reason may be about a person."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -389,9 +390,14 @@ class RejectsFile:
     def _open(self) -> None:
         if self._file is None:
             try:
-                self._file = self.path.open("w", encoding="utf-8-sig", newline="")
+                descriptor = os.open(
+                    self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600
+                )
             except OSError as exc:
                 raise InvalidInputError(f"cannot write {self.path}: {exc.strerror}") from None
+            # The mode applies to a new file only: narrow one an earlier import left wider.
+            os.fchmod(descriptor, 0o600)
+            self._file = os.fdopen(descriptor, "w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._file)
             self._writer.writerow(["row", "reason"])
 

@@ -206,14 +206,19 @@ def test_import_then_export_then_remove_then_history(
     assert sorted(rejects) == sorted(bad)
     for row, word in bad.items():
         assert word in rejects[row], rejects[row]
+    assert stat.S_IMODE(rejects_path.stat().st_mode) == 0o600  # reasons may be about people
 
-    # Again: idempotent, into a rejects file of our choosing.
+    # Again: idempotent, into a rejects file of our choosing (one an older import left
+    # readable by all is replaced, and narrowed).
     chosen = tmp_path / "again.csv"
+    chosen.write_text("row,reason\n1,old\n")
+    chosen.chmod(0o644)
     code, out, _ = run(
         capsys, "list", "import", str(source), "--dir", qingdao, "--rejects", str(chosen)
     )
     assert code == 2 and "53 rows, 0 applied, 50 duplicates, 3 rejected" in out
     assert sorted(read_rejects(chosen)) == sorted(bad)
+    assert stat.S_IMODE(chosen.stat().st_mode) == 0o600
 
     lines = tmp_path / "more.jsonl"
     document = {**rows[0], "subject_id": uscc(160), "decision_no": decision(160), "measures": []}
