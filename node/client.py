@@ -27,7 +27,7 @@ from federation.errors import (
 )
 from federation.member import tls_server_name
 from node.config import NodeConfig, client_target
-from node.keystore import read_secret
+from node.keystore import read_public, read_secret
 
 #: Recording up to 1000 changes is one database transaction and a log append per change;
 #: it is given longer than a query.
@@ -63,8 +63,9 @@ class NodeClient:
         self._config = config
         self._timeout = timeout_s
         token = read_secret(config.client_token_path).decode().strip()
+        certificate = read_public(config.tls_cert_path, what="TLS certificate")
         credentials = grpc.composite_channel_credentials(
-            grpc.ssl_channel_credentials(root_certificates=config.tls_cert_path.read_bytes()),
+            grpc.ssl_channel_credentials(root_certificates=certificate),
             grpc.access_token_call_credentials(token),
         )
         self._channel = grpc.secure_channel(

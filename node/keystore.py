@@ -149,7 +149,12 @@ def read_public(path: Path, *, what: str) -> bytes:
             hint="create the node's identity with: credit-node init --city CODE --dir DIR",
         ) from None
     except OSError as exc:
-        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+        # A directory in its place, a mode that shuts the operator out: nothing to create.
+        raise KeyFileError(
+            f"cannot read {what} {path}: {exc.strerror}",
+            hint="it must be a file the operator can read; restore it from a backup of the "
+            "node directory",
+        ) from None
 
 
 # --- the keys -----------------------------------------------------------------------------

@@ -44,9 +44,11 @@ from federation.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from federation.ratings import MAX_POINTS
 from node.cli.table import render_table
 from node.client import NodeClient
 from node.config import load_config
+from node.reporting import MAX_VALID_DAYS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -287,8 +289,11 @@ def read_report_file(path: Path) -> bytes:
 def run_issue(args: argparse.Namespace) -> int:
     out: Path = args.out
     html = html_path(out)
-    if args.valid_days < 0:
-        raise InvalidInputError(f"--valid-days {args.valid_days} must not be negative")
+    if not 0 <= args.valid_days <= MAX_VALID_DAYS:
+        raise InvalidInputError(
+            f"--valid-days {args.valid_days} is out of range: give 1 to {MAX_VALID_DAYS} "
+            "(or leave it out for the node's default)"
+        )
     _check_writable([out, html], force=args.force)
     with NodeClient(load_config(args.dir)) as client:
         issued = client.issue_report(
@@ -378,6 +383,10 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_rating_add(args: argparse.Namespace) -> int:
+    if args.points is not None and not -MAX_POINTS <= args.points <= MAX_POINTS:
+        raise InvalidInputError(
+            f"--points {args.points} is out of range: give -{MAX_POINTS} to {MAX_POINTS}"
+        )
     with NodeClient(load_config(args.dir)) as client:
         answer = client.submit_rating(
             args.subject,
