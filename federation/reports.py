@@ -1843,8 +1843,24 @@ class SignedStatusList:
 
 
 def sign_status_list(status_list: StatusList, key: SigningKey) -> SignedStatusList:
-    """Sign ``status_list`` with the issuer's signing key."""
-    return SignedStatusList(status_list, key.public_key.keyid, key.sign(status_list.signed_bytes()))
+    """Sign ``status_list`` with the issuer's signing key.
+
+    A signed list larger than every reader accepts (:data:`MAX_DOCUMENT_BYTES`) is refused
+    with :class:`ReportStatusError`: a list only grows, and one that no reader could parse
+    would stop every status answer of its issuer.
+    """
+    signed = SignedStatusList(
+        status_list, key.public_key.keyid, key.sign(status_list.signed_bytes())
+    )
+    size = len(signed.to_bytes())
+    if size > MAX_DOCUMENT_BYTES:
+        raise ReportStatusError(
+            f"{status_list.describe()} would be {size} bytes signed, more than the "
+            f"{MAX_DOCUMENT_BYTES} a reader accepts: the status list has no room for this change",
+            hint="a shorter revocation reason may still fit; see the status list limits in "
+            "docs/reports-and-ratings.md",
+        )
+    return signed
 
 
 def verify_status_list(

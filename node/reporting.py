@@ -199,6 +199,8 @@ class ReportOffice:
             status_list = status_list.grow(max(status_list.size * 2, index + 1), now)
         if old is not None:
             status_list = status_list.supersede(old.status_index, report_no, now)
+        # Signed first: a list with no room left refuses the report before it is recorded.
+        signed_list = sign_status_list(status_list, self._key)
         self._reports.add(
             IssuedReport(
                 report_no=report_no,
@@ -210,7 +212,7 @@ class ReportOffice:
                 document=signed.to_bytes(),
             )
         )
-        self._store_status_list(status_list)
+        self._store_status_list(signed_list)
         log.info("report issued", extra={"fields": {"report_no": report_no}})
         return signed
 
@@ -231,8 +233,8 @@ class ReportOffice:
             return StatusList.new(issuer=self._me, at=self._clock.now())
         return SignedStatusList.from_bytes(stored.document).status_list
 
-    def _store_status_list(self, status_list: StatusList) -> None:
-        signed = sign_status_list(status_list, self._key)
+    def _store_status_list(self, signed: SignedStatusList) -> None:
+        status_list = signed.status_list
         self._reports.put_status_list(
             self._me,
             status_list.version,
@@ -250,7 +252,7 @@ class ReportOffice:
             raise InvalidInputError("a revocation needs a reason")
         row = self._own_report(report_no)
         status_list = self.status_list().revoke(row.status_index, reason.strip(), self._clock.now())
-        self._store_status_list(status_list)
+        self._store_status_list(sign_status_list(status_list, self._key))
         log.info("report revoked", extra={"fields": {"report_no": report_no}})
         return status_list.version
 

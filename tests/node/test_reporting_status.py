@@ -5,6 +5,7 @@ at the network boundary, so that it can answer what a real node never would."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterator
@@ -15,11 +16,13 @@ import grpc
 import pytest
 
 from creditnet.v1 import peer_pb2, reports_pb2
+from federation.canonical import MAX_DOCUMENT_BYTES
 from federation.clock import FixedClock
-from federation.errors import InvalidInputError, NotFoundError
+from federation.errors import InvalidInputError, NotFoundError, ReportStatusError
 from federation.manifest import SignedManifest, build_manifest
 from federation.reports import (
     SignedReport,
+    SignedStatusList,
     StatusList,
     sign_report,
     sign_status_list,
@@ -369,3 +372,90 @@ def test_two_different_status_lists_of_one_version_keep_the_first(
     assert stored is not None and stored.document == first
     [refused] = [r for r in caplog.records if r.getMessage() == "status list from peer refused"]
     assert "two different status lists with version 2" in refused.fields["reason"]  # type: ignore[attr-defined]
+
+
+# --- a status list with no room left ---------------------------------------------------------
+
+#: The longest revocation reason a status list keeps, in Chinese: about 600 bytes signed.
+LONG_REASON = ("因申请人提供虚假材料撤销本报告" * 14)[:200]
+
+
+def signed_size(status_list: StatusList) -> int:
+    """The size of ``status_list`` signed (an Ed25519 signature is always 64 bytes)."""
+    return len(SignedStatusList(status_list, "0" * 64, bytes(64)).to_bytes())
+
+
+def with_revocations(status_list: StatusList, reasons: list[tuple[int, str]]) -> StatusList:
+    """The next version of ``status_list`` with ``reasons`` revoked as well (built at once:
+    revoking one by one would re-check every earlier reason each time)."""
+    revoked = bytearray(status_list.revoked)
+    for index, _reason in reasons:
+        revoked[index // 8] |= 0x80 >> (index % 8)
+    return dataclasses.replace(
+        status_list,
+        version=status_list.version + 1,
+        revoked=bytes(revoked),
+        reasons=tuple(sorted((*status_list.reasons, *reasons))),
+    )
+
+
+def fill_own_list(office: ReportOffice, database: Any, *, room: int) -> bytes:
+    """Store the office's status list after ~1,700 revocations of long reasons (of reports
+    from index 10,000 on), leaving about ``room`` bytes under the limit; the document."""
+    current = office.status_list()
+    long_item = len(f'{{"index":10000,"reason":"{LONG_REASON}"}},'.encode())
+    count = (MAX_DOCUMENT_BYTES - room - signed_size(current)) // long_item
+    reasons = [(10000 + n, LONG_REASON) for n in range(count)]
+    gap = MAX_DOCUMENT_BYTES - room - signed_size(with_revocations(current, reasons))
+    filler = gap - len(b'{"index":19999,"reason":""},')
+    assert 0 < filler <= 3 * 200
+    reasons.append((19999, "中" * (filler // 3) + "x" * (filler % 3)))
+    status_list = with_revocations(current, reasons)
+    assert room - 8 <= MAX_DOCUMENT_BYTES - signed_size(status_list) <= room + 8
+    document = sign_status_list(status_list, CITIES[QINGDAO].key).to_bytes()
+    ReportRepository(database).put_status_list(
+        QINGDAO, status_list.version, status_list.updated_at, document, NOW
+    )
+    return document
+
+
+def test_a_change_the_status_list_has_no_room_for_is_refused_and_nothing_is_stored(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    reports = ReportRepository(database)
+
+    def issue(supersedes: str = "") -> str:
+        signed = qingdao.issue(
+            COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=supersedes
+        )
+        return signed.report.report_no
+
+    first, second = issue(), issue()
+    full = fill_own_list(qingdao, database, room=100)
+
+    # A long reason (about 600 bytes) no longer fits: refused, the list as it was.
+    with pytest.raises(ReportStatusError, match="has no room for this change") as refused:
+        qingdao.revoke(first, LONG_REASON)
+    assert "more than the 1048576 a reader accepts" in refused.value.message
+    stored = reports.status_list(QINGDAO)
+    assert stored is not None and stored.document == full
+    assert qingdao.own_status(first).state == "valid"
+
+    # What still fits goes in: a supersession (about 50 bytes), a short reason.
+    third = issue(supersedes=first)
+    assert qingdao.own_status(first).superseded_by == third
+    qingdao.revoke(second, "出具有误")
+    assert qingdao.own_status(second).state == "revoked"
+
+    # A report whose supersession does not fit is not issued: no number, no record.
+    issued_before = reports.count_issued_on(f"{QINGDAO}-")
+    kept = reports.status_list(QINGDAO)
+    with pytest.raises(ReportStatusError, match="has no room for this change"):
+        issue(supersedes=third)
+    assert reports.count_issued_on(f"{QINGDAO}-") == issued_before
+    assert reports.status_list(QINGDAO) == kept
+    assert qingdao.own_status(third).state == "valid"
+    # Every list this node signed is one a reader accepts.
+    assert kept is not None and len(kept.document) <= MAX_DOCUMENT_BYTES
+    assert SignedStatusList.from_bytes(kept.document).status_list.version > 1
