@@ -762,11 +762,11 @@ class MatchHolder:
 
     def _disclosure_detail(self, query: DisclosureQuery, subject: SubjectId | None = None) -> str:
         parts = [f"subject {mask_resident_id(subject.value)}"] if subject is not None else []
-        parts.append(f"purpose: {_redacted(query.purpose)}")
+        parts.append(f"purpose: {redacted(query.purpose)}")
         if query.legal_basis:
-            parts.append(f"basis: {_redacted(query.legal_basis)}")
+            parts.append(f"basis: {redacted(query.legal_basis)}")
         if query.requested_by:
-            parts.append(f"requested by: {_redacted(query.requested_by)}")
+            parts.append(f"requested by: {redacted(query.requested_by)}")
         if len(query.match_request_id) == REQUEST_ID_BYTES:
             parts.append(f"match request {query.match_request_id.hex()}")
         return "; ".join(parts)
@@ -852,7 +852,9 @@ def _check_ciphertexts(layout: TableLayout, ciphertexts: Sequence[bytes]) -> Non
             raise InvalidInputError(f"probe ciphertext {position} is out of range")
 
 
-def _redacted(text: str) -> str:
+def redacted(text: str) -> str:
+    """Free text of a disclosure request (purpose, legal basis, requester) as the audit keeps
+    it, on both sides: trimmed, anything that could be an identifier hidden, cut."""
     return hide_identifiers(text.strip())[:MAX_TEXT_CHARS]
 
 

@@ -59,6 +59,7 @@ from federation.matching import (
 from federation.member import check_city_code
 from federation.subjects import mask_resident_id, parse_subject
 from node.background import Background
+from node.matching.holder import MAX_TEXT_CHARS, redacted
 from node.matching.keys import subject_key
 from node.matching.pool import MatchingPool
 from node.matching.tables import OWN_DIR, PEERS_DIR, TableStore
@@ -83,7 +84,6 @@ PROBE_ONE_TIMEOUT_S = 20.0
 PROBE_BATCH_TIMEOUT_S = 180.0
 DISCLOSE_TIMEOUT_S = 20.0
 MAX_DETAIL_CHARS = 200
-MAX_PURPOSE_CHARS = 500
 
 
 class MatchMode(enum.StrEnum):
@@ -665,10 +665,8 @@ class MatchQuerier:
         purpose = purpose.strip()
         if not purpose:
             raise InvalidInputError("a disclosure request needs a purpose")
-        if len(purpose) > MAX_PURPOSE_CHARS or len(legal_basis) > MAX_PURPOSE_CHARS:
-            raise InvalidInputError(
-                f"purpose and legal basis have at most {MAX_PURPOSE_CHARS} chars"
-            )
+        if len(purpose) > MAX_TEXT_CHARS or len(legal_basis) > MAX_TEXT_CHARS:
+            raise InvalidInputError(f"purpose and legal basis have at most {MAX_TEXT_CHARS} chars")
         stub = self._links.stub(city)
         if stub is None:
             raise UnavailableError(f"no link to {city}")
@@ -682,9 +680,9 @@ class MatchQuerier:
             legal_basis=legal_basis.strip(),
             requested_by=requested_by.strip(),
         )
-        detail = f"subject {mask_resident_id(subject.value)}; purpose: {purpose}"
+        detail = f"subject {mask_resident_id(subject.value)}; purpose: {redacted(purpose)}"
         if legal_basis.strip():
-            detail += f"; basis: {legal_basis.strip()}"
+            detail += f"; basis: {redacted(legal_basis)}"
         audit = _Audit(self, city, request_id, None, 1, 0)
         try:
             response: matching_pb2.DiscloseResponse = await stub.Disclose(

@@ -196,8 +196,9 @@ def test_disclosure_after_a_hit_is_audited_on_both_sides(
             QINGDAO,
             subject,
             match_request_id=hit.match_request_id,
-            purpose="贷前审查",
-            legal_basis="《青岛市社会信用条例》第二十条",
+            # A clerk may name the subject in the free text too: hidden in both audits.
+            purpose=f"贷前审查：{subject}",
+            legal_basis=f"《青岛市社会信用条例》第二十条（{subject}）",
             requested_by="威海市信用中心",
         )
     (disclosed,) = answer.entries
@@ -206,6 +207,9 @@ def test_disclosure_after_a_hit_is_audited_on_both_sides(
     sent = [r for r in audit(fed, WEIHAI).recent(direction="sent") if r.mode == "disclose"]
     received = [r for r in audit(fed, QINGDAO).recent(direction="received") if r.mode == "disclose"]
     assert sent and received
+    for record in (sent[0], received[0]):
+        assert "purpose: 贷前审查：[hidden]" in (record.detail or ""), record
+        assert "basis: 《青岛市社会信用条例》第二十条（[hidden]）" in (record.detail or ""), record
     for record in [*audit(fed, WEIHAI).recent(), *audit(fed, QINGDAO).recent()]:
         text = f"{record.reason} {record.detail} {record.subject_ref}"
         assert RESIDENT not in text, record
