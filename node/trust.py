@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from federation.clock import Clock, format_utc
 from federation.errors import CreditNetError, FailedPreconditionError
 from federation.manifest import Manifest, SignedManifest, TrustedChain
-from federation.member import Member, parse_member_card
+from federation.member import Member
 from federation.reports import ManifestEpoch, epochs
 from node.config import NodeConfig
+from node.identity import load_member
 from node.storage.database import open_database
 from node.storage.repositories import EventRepository, ManifestRepository, StoredManifest
 
@@ -190,7 +191,7 @@ def check_membership(manifest: Manifest, me: Member) -> None:
 def install_manifest(config: NodeConfig, document: bytes, *, clock: Clock) -> Manifest:
     """Install a manifest into a node's trust store (the node may be running: it picks up
     the new version at its next heartbeat)."""
-    me = parse_member_card(config.member_card_path.read_bytes())
+    me = load_member(config)
     database = open_database(config.database_url)
     try:
         store = TrustStore(ManifestRepository(database), clock, EventRepository(database))

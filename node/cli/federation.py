@@ -383,6 +383,8 @@ def install_manifest_file(args: argparse.Namespace) -> int:
     config = load_config(args.dir)
     try:
         manifest = install_manifest(config, document, clock=CLOCK)
+    except KeyFileError:
+        raise  # the node's own member card, which the message names: not the manifest
     except CreditNetError as exc:
         raise _in_file(args.file, exc) from None
     print(

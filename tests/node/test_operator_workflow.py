@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,25 @@ def test_install_into_a_directory_without_a_node_is_a_clear_error(
     manifest.write_text("{}")
     assert main(["federation", "install", str(manifest), "--dir", str(tmp_path / "none")]) == 1
     assert "credit-node init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("card", ["corrupt", "missing"])
+def test_install_names_the_nodes_own_card_when_it_is_broken(
+    homes: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], card: str
+) -> None:
+    home = tmp_path / "node"
+    shutil.copytree(homes["370700"], home)
+    card_path = home / "member-card.json"
+    if card == "corrupt":
+        card_path.write_text('{"signed": ')
+    else:
+        card_path.unlink()
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    assert main(["federation", "install", str(manifest), "--dir", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    first_line = err.splitlines()[0]
+    assert first_line.startswith("credit-node: error: ")
+    assert str(card_path) in first_line
+    assert str(manifest) not in err
