@@ -120,6 +120,10 @@ def members_suite(members: Iterable[Member]) -> str:
     return suite
 
 
+#: The highest manifest version: what a signed 64-bit database column holds.
+MAX_VERSION = 2**63 - 1
+
+
 def _is_grade(grade: object) -> bool:
     """A grade of the common scale, as a rating statement may carry it (see
     federation.ratings): printable, trimmed, 1 to 16 characters."""
@@ -159,8 +163,10 @@ class Manifest:
             )
         if not isinstance(self.federation_name, str) or not 0 < len(self.federation_name) <= 100:
             raise ManifestFormatError("federation name must be 1 to 100 characters")
-        if not _is_int(self.version) or self.version < 1:
-            raise ManifestFormatError(f"version must be an integer >= 1, not {self.version!r}")
+        if not _is_int(self.version) or not 1 <= self.version <= MAX_VERSION:
+            raise ManifestFormatError(
+                f"version must be an integer from 1 to {MAX_VERSION}, not {self.version!r}"
+            )
         if not isinstance(self.expires, dt.datetime) or self.expires.tzinfo is None:
             raise ManifestFormatError("expires must be a timezone-aware datetime")
         object.__setattr__(self, "expires", self.expires.astimezone(dt.UTC).replace(microsecond=0))

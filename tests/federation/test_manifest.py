@@ -33,6 +33,7 @@ from federation.errors import (
 )
 from federation.manifest import (
     MANIFEST_TYPE,
+    MAX_VERSION,
     Manifest,
     ManifestSignature,
     SignedManifest,
@@ -655,7 +656,8 @@ def test_members_are_sorted_and_expiry_normalised() -> None:
         ({"federation_id": "Jiaodong"}, "federation id 'Jiaodong'"),
         ({"federation_id": ""}, "federation id"),
         ({"federation_name": ""}, "federation name"),
-        ({"version": 0}, "version must be an integer >= 1"),
+        ({"version": 0}, "version must be an integer from 1 to"),
+        ({"version": 2**63}, "version must be an integer from 1 to 9223372036854775807"),
         ({"threshold": 0}, r"threshold must be between 1 and the number of members \(5\)"),
         ({"threshold": 6}, r"threshold must be between 1 and the number of members \(5\), not 6"),
         ({"members": ()}, "at least one member"),
@@ -791,7 +793,12 @@ MALFORMED = [
     ("unknown field", mutated(_set("signed.root", 1)), r"unknown \['root'\]"),
     ("version a string", mutated(_set("signed.version", "2")), "version must be an integer"),
     ("version a boolean", mutated(_set("signed.version", True)), "version must be an integer"),
-    ("version 0", mutated(_set("signed.version", 0)), "version must be an integer >= 1"),
+    ("version 0", mutated(_set("signed.version", 0)), "version must be an integer from 1 to"),
+    (
+        "version 2**63",
+        mutated(_set("signed.version", 2**63)),
+        "version must be an integer from 1 to 9223372036854775807",
+    ),
     ("float in document", mutated(_set("signed.version", 1.0)), "floats are not allowed"),
     ("threshold 0", mutated(_set("signed.threshold", 0)), "threshold must be between 1"),
     (
@@ -898,7 +905,7 @@ def signed_manifests(draw: st.DrawFn) -> SignedManifest:
                 timezones=st.just(dt.UTC),
             )
         ),
-        version=draw(st.integers(1, 2**63)),
+        version=draw(st.integers(1, MAX_VERSION)),
         common_scale=draw(st.lists(GRADES, min_size=1, max_size=6, unique=True)),
     )
     signed = SignedManifest(manifest)
