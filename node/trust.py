@@ -41,6 +41,8 @@ class TrustStore:
         self._chain: TrustedChain | None = None
         self._listeners: list[Callable[[Manifest], None]] = []
         self._load()
+        # The version the listeners were last told about: they start from the one loaded.
+        self._notified: int | None = self._chain.current.version if self._chain else None
 
     def _load(self) -> None:
         stored = self._repository.chain()
@@ -117,7 +119,11 @@ class TrustStore:
             self._store(candidates, source)
         except Exception:
             self._load()  # memory follows what was stored, nothing more
-            raise
+            self._notify()  # another process may have stored (some of) the versions
+            if self.current.version < candidates[-1].manifest.version:
+                raise
+            # Another process (the operator's CLI) stored the same versions first: the
+            # chain just loaded, verified again, is at the version offered.
         self._notify()
         return self.current
 
@@ -128,6 +134,7 @@ class TrustStore:
             return self._chain is not None
         newer = self._repository.after(self._chain.current.version)
         if not newer:
+            self._notify()  # in case a change was not told yet (a listener failed)
             return False
         try:
             self._chain.update_many(
@@ -165,9 +172,24 @@ class TrustStore:
                 self._events.record(now, "manifest.adopted", f"v{record.version} from {source}")
 
     def _notify(self) -> None:
+        """Tell the listeners about the current version, once. One that fails is logged
+        and does not keep the others from hearing; all are told again at the next
+        :meth:`refresh`, so listeners must take the same manifest twice in their stride."""
         manifest = self.current
+        if manifest.version == self._notified:
+            return
+        failed = False
         for listener in self._listeners:
-            listener(manifest)
+            try:
+                listener(manifest)
+            except Exception:
+                failed = True
+                log.exception(
+                    "a part of the node did not take the new manifest",
+                    extra={"fields": {"version": manifest.version}},
+                )
+        if not failed:
+            self._notified = manifest.version
 
 
 def check_membership(manifest: Manifest, me: Member) -> None:
