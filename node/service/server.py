@@ -307,7 +307,7 @@ async def _run(
             _sync(config, own_log, replicator, links, reports, ratings, querier, stop)
         ),
         asyncio.create_task(querier.run_refill(stop)),
-        asyncio.create_task(_match_table(config, match_holder, own_log, stop)),
+        asyncio.create_task(_match_table(config, match_holder, stop)),
     ]
     try:
         await stop.wait()
@@ -394,27 +394,18 @@ async def _sync(
             await asyncio.wait_for(stop.wait(), timeout=config.sync_interval_s)
 
 
-# How often the matching loop looks whether this city recorded a list change (a read of
-# the log size in memory): a removal stops matching within about this long.
-OWN_CHANGE_POLL_S = 0.5
-
-
-async def _match_table(
-    config: NodeConfig, holder: MatchHolder, own_log: OwnLog, stop: asyncio.Event
-) -> None:
-    """Keep this city's matching table in line with its lists: at start-up, right after an
-    own change is recorded (the log grows), and every sync interval (publicity periods end
-    without an event); forget request ids past their replay window."""
-    seen_size = -1
-    last = float("-inf")
+async def _match_table(config: NodeConfig, holder: MatchHolder, stop: asyncio.Event) -> None:
+    """Keep this city's matching table in line with its lists, at start-up and then once
+    every sync interval, whatever changed meanwhile: each new epoch mixes every change of
+    its interval, so that the bins it changes do not point at one change (a refresh right
+    after each change would publish each one on its own; see docs/private-matching.md). A
+    removal stops matching within a sync interval. Forget request ids past their replay
+    window."""
     while not stop.is_set():
-        size = own_log.store.size
-        if size != seen_size or time.monotonic() - last >= config.sync_interval_s:
-            seen_size, last = size, time.monotonic()
-            try:
-                await holder.refresh()
-                holder.forget_expired()
-            except Exception:
-                log.exception("matching table refresh failed")
+        try:
+            await holder.refresh()
+            holder.forget_expired()
+        except Exception:
+            log.exception("matching table refresh failed")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=OWN_CHANGE_POLL_S)
+            await asyncio.wait_for(stop.wait(), timeout=config.sync_interval_s)
