@@ -112,6 +112,11 @@ class NodeFiles:
         return self.keys_dir / "client-token"
 
     @property
+    def trust_pin_path(self) -> Path:
+        """The manifests this node trusts, pinned outside its database (node.trust)."""
+        return self.keys_dir / "trust-pin.json"
+
+    @property
     def identity_paths(self) -> tuple[Path, ...]:
         """Every file ``credit-node init`` writes."""
         return (

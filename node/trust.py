@@ -7,9 +7,12 @@ node trusts exactly what it trusted before and can hand the chain to peers that 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from federation.clock import Clock, format_utc
 from federation.errors import CreditNetError, FailedPreconditionError
@@ -18,6 +21,7 @@ from federation.member import Member
 from federation.reports import ManifestEpoch, epochs
 from node.config import NodeConfig
 from node.identity import load_member
+from node.keystore import SECRET_MODE, read_secret, write_file
 from node.storage.database import open_database
 from node.storage.repositories import EventRepository, ManifestRepository, StoredManifest
 
@@ -28,16 +32,66 @@ class NotInManifestError(FailedPreconditionError):
     """This node's own identity does not match any member of the manifest."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TrustPin:
+    """What this node trusts, kept outside its database: the SHA-256 of its first manifest,
+    and the newest version it adopted with that version's SHA-256.
+
+    The chain in the database is verified again at every start, but that alone cannot tell
+    a chain cut short (the newest versions deleted: a member removed since trusted again)
+    or one begun from another first manifest. The pin, a 0600 file in the node's keys
+    directory, can: a chain that does not start with the pinned first manifest, or does
+    not reach the pinned version, is refused (fail closed).
+    """
+
+    first_sha256: str
+    version: int
+    sha256: str
+
+    @classmethod
+    def of(cls, chain: TrustedChain) -> TrustPin:
+        documents = chain.documents()
+        return cls(_sha256(documents[0]), documents[-1].manifest.version, _sha256(documents[-1]))
+
+    def check(self, chain: TrustedChain, where: Path) -> None:
+        documents = chain.documents()
+        by_version = {d.manifest.version: d for d in documents}
+        pinned = by_version.get(self.version)
+        if _sha256(documents[0]) != self.first_sha256:
+            problem = "does not start with the first manifest this node trusted"
+        elif pinned is None:
+            problem = (
+                f"ends at v{documents[-1].manifest.version}, before v{self.version}, which "
+                "this node had adopted (versions were deleted: a rollback)"
+            )
+        elif _sha256(pinned) != self.sha256:
+            problem = f"holds another v{self.version} than the one this node adopted"
+        else:
+            return
+        raise FailedPreconditionError(
+            f"the manifest chain in the database {problem} (pinned in {where})",
+            hint="restore the database from a backup, or, if the node is meant to start "
+            f"over, remove {where} and install the federation's manifests again",
+        )
+
+
+def _sha256(signed: SignedManifest) -> str:
+    return hashlib.sha256(signed.to_bytes()).hexdigest()
+
+
 class TrustStore:
     def __init__(
         self,
         repository: ManifestRepository,
         clock: Clock,
         events: EventRepository | None = None,
+        *,
+        pin_path: Path | None = None,
     ) -> None:
         self._repository = repository
         self._events = events
         self._clock = clock
+        self._pin_path = pin_path
         self._chain: TrustedChain | None = None
         self._listeners: list[Callable[[Manifest], None]] = []
         self._load()
@@ -51,6 +105,44 @@ class TrustStore:
             self._chain = TrustedChain.restore(
                 [SignedManifest.from_bytes(s.document) for s in stored]
             )
+
+    def check_pin(self) -> None:
+        """Refuse (fail closed) a chain that does not match what this node pinned outside
+        its database; pin the chain held now if nothing is pinned yet (a node from before
+        pins). The node checks at start-up; the operator's CLI does not, so that it can
+        still install the versions a database restored from an older backup lacks."""
+        if self._pin_path is None or self._chain is None:
+            return
+        pin = self._read_pin()
+        if pin is None:
+            self._write_pin()
+        else:
+            pin.check(self._chain, self._pin_path)
+
+    def _read_pin(self) -> TrustPin | None:
+        if self._pin_path is None or not self._pin_path.exists():
+            return None
+        try:
+            fields = json.loads(read_secret(self._pin_path))
+            return TrustPin(
+                str(fields["first_sha256"]), int(fields["version"]), str(fields["sha256"])
+            )
+        except (ValueError, KeyError, TypeError):
+            raise FailedPreconditionError(
+                f"{self._pin_path} is not a trust pin this node wrote",
+                hint="restore it from a backup, or remove it to pin the chain held now",
+            ) from None
+
+    def _write_pin(self) -> None:
+        """Pin the chain held now, unless the pin is already at a later version (another
+        process, such as the operator's CLI, may have adopted more)."""
+        if self._pin_path is None or self._chain is None:
+            return
+        pin, held = TrustPin.of(self._chain), self._read_pin()
+        if held is not None and held.version >= pin.version:
+            return
+        data = json.dumps(dataclasses.asdict(pin), sort_keys=True).encode() + b"\n"
+        write_file(self._pin_path, data, mode=SECRET_MODE, force=True)
 
     @property
     def installed(self) -> bool:
@@ -102,6 +194,7 @@ class TrustStore:
             check_membership(chain.current, me)
         self._store([candidate], source)
         self._chain = chain
+        self._write_pin()
         self._notify()
         return self.current
 
@@ -124,6 +217,7 @@ class TrustStore:
                 raise
             # Another process (the operator's CLI) stored the same versions first: the
             # chain just loaded, verified again, is at the version offered.
+        self._write_pin()
         self._notify()
         return self.current
 
@@ -143,6 +237,7 @@ class TrustStore:
         except CreditNetError as exc:
             log.warning("stored manifest not adopted", extra={"fields": {"reason": exc.message}})
             return False
+        self._write_pin()
         self._notify()
         return True
 
@@ -216,7 +311,12 @@ def install_manifest(config: NodeConfig, document: bytes, *, clock: Clock) -> Ma
     me = load_member(config)
     database = open_database(config.database_url)
     try:
-        store = TrustStore(ManifestRepository(database), clock, EventRepository(database))
+        store = TrustStore(
+            ManifestRepository(database),
+            clock,
+            EventRepository(database),
+            pin_path=config.trust_pin_path,
+        )
         return store.install(document, source="operator", me=me)
     finally:
         database.close()

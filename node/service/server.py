@@ -123,7 +123,8 @@ async def _run(
     clock: Clock,
     stop: asyncio.Event,
 ) -> None:
-    trust = TrustStore(ManifestRepository(database), clock)
+    trust = TrustStore(ManifestRepository(database), clock, pin_path=config.trust_pin_path)
+    trust.check_pin()
     manifest = trust.check_current()
     check_membership(manifest, me)
     contacts = PeerContactRepository(database)
