@@ -303,6 +303,11 @@ def _parse_url(url: str) -> URL:
     )
 
 
+#: A database error's text leaves out the statement's parameters: they hold subjects'
+#: identifiers and names, and such errors are logged.
+HIDE_PARAMETERS: Final = True
+
+
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url)
@@ -310,7 +315,9 @@ def _create_engine(url: URL) -> Engine:
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
     # pre_ping: a long-running node outlives server restarts and idle-connection reaping.
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    return create_engine(
+        url, connect_args=connect_args, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS
+    )
 
 
 def _create_sqlite_engine(url: URL) -> Engine:
@@ -318,7 +325,12 @@ def _create_sqlite_engine(url: URL) -> Engine:
     in_memory = database == ":memory:" or url.query.get("mode") == "memory"
     if in_memory:
         # One shared connection, or every checkout would see a different empty database.
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            hide_parameters=HIDE_PARAMETERS,
+        )
     else:
         try:
             Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -326,7 +338,7 @@ def _create_sqlite_engine(url: URL) -> Engine:
             raise StorageError(
                 f"cannot create the directory for database {database}: {exc.strerror}"
             ) from None
-        engine = create_engine(url)
+        engine = create_engine(url, hide_parameters=HIDE_PARAMETERS)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

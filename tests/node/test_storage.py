@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from federation.errors import (
     AlreadyExistsError,
@@ -393,3 +394,19 @@ def test_events_recent_is_newest_first_and_limited(db: Database) -> None:
     assert [e.detail for e in repository.recent()] == ["v2", "v1", "v0"]
     assert [e.kind for e in repository.recent(limit=2)] == ["manifest.rejected", "peer.refused"]
     assert repository.recent(limit=0) == []
+
+
+def test_a_database_error_does_not_carry_the_statements_values(db: Database) -> None:
+    """Statements carry subjects' identifiers and names; database errors get logged."""
+    resident = "11010519491231002X"
+    with pytest.raises(DBAPIError) as caught, db.transaction() as connection:
+        # Two rows with one primary key: the driver refuses the second.
+        connection.execute(
+            insert(events),
+            [
+                {"id": 1, "at": T0, "kind": "test", "detail": resident},
+                {"id": 1, "at": T0, "kind": "test", "detail": resident},
+            ],
+        )
+    assert resident not in str(caught.value)
+    assert "hidden" in str(caught.value)
