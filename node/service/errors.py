@@ -1,9 +1,9 @@
 """The one place where domain errors become gRPC status codes.
 
-Servicer methods are wrapped with :func:`translate_errors`: a :class:`CreditNetError`
-becomes its status code with its message (messages are written to be safe to show);
-anything else becomes INTERNAL with a generic message and a reference, while the details
-go to the log.
+Servicer methods are wrapped with :func:`translate_errors` (streaming ones with
+:func:`translate_stream_errors`): a :class:`CreditNetError` becomes its status code with
+its message (messages are written to be safe to show); anything else becomes INTERNAL
+with a generic message and a reference, while the details go to the log.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -34,28 +34,48 @@ STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-Method = Callable[[Any, Request, grpc.aio.ServicerContext[Request, Response]], Awaitable[Response]]
+Context = grpc.aio.ServicerContext[Request, Response]
+Method = Callable[[Any, Request, Context[Request, Response]], Awaitable[Response]]
+StreamMethod = Callable[[Any, Request, Context[Request, Response]], AsyncIterator[Response]]
 
 
 def translate_errors(method: Method[Request, Response]) -> Method[Request, Response]:
     @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Request, context: grpc.aio.ServicerContext[Request, Response]
-    ) -> Response:
+    async def wrapper(self: Any, request: Request, context: Context[Request, Response]) -> Response:
         try:
             return await method(self, request, context)
-        except CreditNetError as exc:
-            log.info(
-                "request refused",
-                extra={"fields": {"rpc": method.__name__, "error": exc.code.value}},
-            )
-            await context.abort(STATUS_FOR[exc.code], exc.message)
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            reference = secrets.token_hex(4)
-            log.exception("internal error", extra={"fields": {"reference": reference}})
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
+        except Exception as exc:  # each kind is answered in _abort
+            await _abort(method.__name__, exc, context)
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper
+
+
+def translate_stream_errors(
+    method: StreamMethod[Request, Response],
+) -> StreamMethod[Request, Response]:
+    """:func:`translate_errors` for a method that streams its answer: an error after some
+    messages were sent ends the stream with the same status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Request, context: Context[Request, Response]
+    ) -> AsyncIterator[Response]:
+        try:
+            async for message in method(self, request, context):
+                yield message
+        except Exception as exc:  # each kind is answered in _abort
+            await _abort(method.__name__, exc, context)
+
+    return wrapper
+
+
+async def _abort(rpc: str, exc: Exception, context: Context[Any, Any]) -> None:
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if isinstance(exc, CreditNetError):
+        log.info("request refused", extra={"fields": {"rpc": rpc, "error": exc.code.value}})
+        await context.abort(STATUS_FOR[exc.code], exc.message)
+    reference = secrets.token_hex(4)
+    log.exception("internal error", extra={"fields": {"reference": reference}}, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")

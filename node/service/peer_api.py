@@ -19,7 +19,6 @@ from creditnet.v1 import (
 )
 from federation.clock import Clock
 from federation.errors import (
-    CreditNetError,
     FailedPreconditionError,
     InvalidInputError,
     PermissionDeniedError,
@@ -41,7 +40,7 @@ from node.peers import PeerLinks
 from node.ratings_desk import RatingDesk
 from node.replication import Replicator
 from node.reporting import ReportOffice
-from node.service.errors import STATUS_FOR, translate_errors
+from node.service.errors import translate_errors, translate_stream_errors
 from node.service.tls import peer_fingerprint
 from node.storage.database import check_storable
 from node.storage.lists import LogRepository
@@ -166,20 +165,17 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         proof = consistency_proof(request.first, request.second, self._own.store.tree())
         return peer_pb2.GetConsistencyProofResponse(hashes=proof)
 
+    @translate_stream_errors
     async def StreamLog(
         self, request: peer_pb2.StreamLogRequest, context: Context
     ) -> AsyncIterator[peer_pb2.StreamLogResponse]:
-        try:
-            caller = self._caller(context)
-            store = self._own.store
-            if not request.start < request.end <= store.size:
-                raise InvalidInputError(
-                    f"a log range needs start < end <= {store.size} (the log size); got "
-                    f"start={request.start}, end={request.end}"
-                )
-        except CreditNetError as exc:
-            await context.abort(STATUS_FOR[exc.code], exc.message)
-            return
+        caller = self._caller(context)
+        store = self._own.store
+        if not request.start < request.end <= store.size:
+            raise InvalidInputError(
+                f"a log range needs start < end <= {store.size} (the log size); got "
+                f"start={request.start}, end={request.end}"
+            )
         batch = min(request.max_batch or DEFAULT_BATCH, MAX_BATCH)
         shared = {
             kind
@@ -268,22 +264,13 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
             raise UnavailableError(f"private matching is not enabled on {self._city_code}")
         return self._match_holder
 
+    @translate_stream_errors
     async def GetMatchTable(
         self, request: matching_pb2.GetMatchTableRequest, context: Context
     ) -> AsyncIterator[matching_pb2.GetMatchTableResponse]:
-        try:
-            self._caller(context)
-            parts = self._holder().table_parts(request.table_id, request.epoch)
-            first = next(parts)
-        except CreditNetError as exc:
-            await context.abort(STATUS_FOR[exc.code], exc.message)
-            return
-        yield _table_part_to_wire(first)
-        try:
-            for part in parts:
-                yield _table_part_to_wire(part)
-        except CreditNetError as exc:
-            await context.abort(STATUS_FOR[exc.code], exc.message)
+        self._caller(context)
+        for part in self._holder().table_parts(request.table_id, request.epoch):
+            yield _table_part_to_wire(part)
 
     @translate_errors
     async def Probe(

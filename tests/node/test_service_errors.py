@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import grpc
 import pytest
 
 from federation import errors
-from federation.errors import CreditNetError, ErrorCode
-from node.service.errors import STATUS_FOR, translate_errors
+from federation.errors import CreditNetError, ErrorCode, InvalidInputError
+from node.service.errors import STATUS_FOR, translate_errors, translate_stream_errors
 
 
 class FakeContext:
@@ -145,3 +147,52 @@ def test_cancellation_is_not_turned_into_internal() -> None:
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(main())
     assert context.aborted == []
+
+
+# --- streaming methods ---------------------------------------------------------------------
+
+
+class Streamer:
+    def __init__(self, error: BaseException | None = None, *, after: int = 2) -> None:
+        self.error, self.after = error, after
+
+    @translate_stream_errors
+    async def Count(self, request: str, context: Any) -> AsyncIterator[int]:
+        for number in range(5):
+            if number == self.after and self.error is not None:
+                raise self.error
+            yield number
+
+
+def stream(streamer: Streamer) -> tuple[FakeContext, list[int]]:
+    context, received = FakeContext(), []
+
+    async def main() -> None:
+        async for number in streamer.Count("ping", cast(Any, context)):
+            received.append(number)
+
+    with contextlib.suppress(grpc.aio.AbortError):
+        asyncio.run(main())
+    return context, received
+
+
+def test_a_stream_passes_its_messages_through() -> None:
+    context, received = stream(Streamer())
+    assert (context.aborted, received) == ([], [0, 1, 2, 3, 4])
+    assert Streamer.Count.__name__ == "Count"
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_a_domain_error_in_a_stream_ends_it_with_its_status(after: int) -> None:
+    context, received = stream(Streamer(InvalidInputError("start is past the end"), after=after))
+    assert received == list(range(after))
+    assert context.aborted == [(grpc.StatusCode.INVALID_ARGUMENT, "start is past the end")]
+
+
+def test_an_unexpected_error_in_a_stream_becomes_internal_without_details() -> None:
+    secret = "UNIQUE constraint failed: 11010519491231002X"
+    context, received = stream(Streamer(RuntimeError(secret)))
+    assert received == [0, 1]
+    ((status, details),) = context.aborted
+    assert status == grpc.StatusCode.INTERNAL
+    assert "reference" in details and secret not in details
