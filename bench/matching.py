@@ -8,6 +8,7 @@ protocol and its cost model):
 
 - **batch**: a holder with N entries builds its encrypted table (offline, process pool);
   the querier precomputes its randomisers (offline, process pool); then the online part:
+  the OPRF round (querier blinds, holder evaluates, querier unblinds: one thread each),
   probes built, answered by the holder (decryptions in the process pool), read. Bytes are
   the probe ciphertexts and the answers. The holder and the querier share this machine's
   two cores, as they would share nothing in production: the online wall time is therefore
@@ -133,10 +134,12 @@ def measure_half_powmod_seconds(key: HolderKey, repeats: int = 40) -> float:
 
 
 async def build_table(
-    pool: MatchingPool, key: HolderKey, holder: Sequence[str]
+    pool: MatchingPool, key: HolderKey, oprf_key: matching.OprfKey, holder: Sequence[str]
 ) -> tuple[TableLayout, list[int]]:
     index = matching.build_index(
-        lambda: matching.new_layout(key.n, KINDS, len(holder)), {h: KINDS for h in holder}
+        lambda: matching.new_layout(key.n, KINDS, len(holder)),
+        {h: KINDS for h in holder},
+        oprf_key.value,
     )
     plaintexts = [index.plaintext(b) for b in range(index.layout.bins)]
     return index.layout, await pool.encrypt(key, plaintexts)
@@ -145,18 +148,24 @@ async def build_table(
 async def batch_run(
     pool: MatchingPool,
     key: HolderKey,
+    oprf_key: matching.OprfKey,
     layout: TableLayout,
     table: list[int],
     batch: Sequence[str],
     watch: Stopwatch,
 ) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
-    plan = matching.plan_probes(layout, batch)
+    # The number of probe ciphertexts depends on the bins only, not on the values.
+    plan = matching.plan_probes(layout, batch, [0] * len(batch))
     with watch.phase("batch_offline_querier"):
         residues = await pool.querier_residues(layout.n, plan.ciphertexts)
     request_id = secrets.token_bytes(16)
     with watch.phase("batch_online"):
         started = time.monotonic()
-        plan = matching.plan_probes(layout, batch)
+        blinded = [matching.blind(subject) for subject in batch]
+        evaluated = matching.evaluate(oprf_key, [b.element for b in blinded])
+        values = [matching.finalize(b, e) for b, e in zip(blinded, evaluated, strict=True)]
+        evaluated_at = time.monotonic()
+        plan = matching.plan_probes(layout, batch, values)
         ciphertexts, secrets_ = matching.build_probes(plan, table.__getitem__, residues)
         built = time.monotonic()
         answers = await pool.answer(key, layout, request_id, ciphertexts)
@@ -167,11 +176,12 @@ async def batch_run(
     return found, {
         "probe_ciphertexts": plan.ciphertexts,
         "slots_per_ciphertext": layout.slots_per_ciphertext,
-        "querier_build_s": round(built - started, 3),
+        "oprf_round_s": round(evaluated_at - started, 3),
+        "querier_build_s": round(built - evaluated_at, 3),
         "holder_answer_s": round(answered - built, 3),
         "querier_read_s": round(done - answered, 3),
-        "bytes_up": len(ciphertexts) * width + 16 + 64,
-        "bytes_down": sum(len(a) for a in answers),
+        "bytes_up": len(ciphertexts) * width + 16 + 64 + 32 * len(batch) + 16 + 12,
+        "bytes_down": sum(len(a) for a in answers) + 32 * len(batch),
     }
 
 
@@ -284,6 +294,7 @@ async def run(settings: Settings) -> dict[str, Any]:
     say(f"generating a {settings.key_bits}-bit Paillier key")
     _, private = paillier.generate_paillier_keypair(n_length=settings.key_bits)
     key = HolderKey.from_phe(private)
+    oprf_key = matching.OprfKey.generate()
     full_s = measure_powmod_seconds(settings.key_bits)
     half_s = measure_half_powmod_seconds(key)
     say(f"powmod on one core: full {full_s * 1000:.2f} ms, half {half_s * 1000:.2f} ms")
@@ -292,9 +303,9 @@ async def run(settings: Settings) -> dict[str, Any]:
     try:
         say(f"holder builds its table of {len(holder):,} entries (offline)")
         with watch.phase("batch_offline_holder"):
-            layout, table = await build_table(pool, key, holder)
+            layout, table = await build_table(pool, key, oprf_key, holder)
         say(f"querier screens {len(batch):,} subjects")
-        found, batch_details = await batch_run(pool, key, layout, table, batch, watch)
+        found, batch_details = await batch_run(pool, key, oprf_key, layout, table, batch, watch)
     finally:
         pool.close()
     got = {subject for subject, kinds in zip(batch, found, strict=True) if kinds}

@@ -7,15 +7,18 @@ In one paragraph: the *holder* places each subject of its non-public lists into 
 table (three hash functions, about 1.27 bins per subject), encrypts every bin under its own
 Paillier key and publishes the encrypted table, signed, to the federation. Bin ``b`` holds
 ``T_b = v(y) + kinds(y) << (VALUE_BITS + 1)`` shifted into slot ``b mod k`` of the plaintext,
-where ``v`` is a 96-bit hash of the subject and ``kinds`` says which lists it is on; an
-empty bin holds a random value with no kinds. A *querier* probes each candidate bin of each
+where ``v`` is a 96-bit oblivious PRF of the subject under the holder's secret key (only
+the holder can compute it; a querier obtains it for its own subjects in one blinded round,
+:func:`blind`, :func:`evaluate`, :func:`finalize`) and ``kinds`` says which lists it is on;
+an empty bin holds a random value with no kinds. A *querier* probes each candidate bin of each
 of its subjects: it packs up to ``k`` candidate bins, one per slot, into one ciphertext by
 multiplying the published ciphertexts, subtracts ``v(x)``, adds a fresh uniform mask of
 ``STATISTICAL_BITS`` more bits than the slot's content to *every* slot, and re-randomises
 with a precomputed ``r^n``. The holder decrypts (one decryption per ``k`` probes) and
 answers a hash of every slot. The querier knows the mask, so it can tell whether a probed
 slot decrypted to "equal, with these kinds" (a hit) and nothing else: for any other slot the
-hash hides a value with 96 bits it does not know. The holder sees only uniform slots.
+hash hides a value with 96 bits it does not know and cannot compute for a guessed subject.
+The holder sees only uniform slots.
 
 Costs per probed subject (three candidate bins): querier offline ``3/k`` full-size
 exponentiations (``r^n mod n^2``), online a few modular multiplications; holder online
@@ -36,6 +39,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import gmpy2
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from federation.canonical import canonical_bytes, parse_document
@@ -127,12 +132,15 @@ class TableLayout:
     def kinds_of(self, mask: int) -> tuple[str, ...]:
         return tuple(kind for i, kind in enumerate(self.kinds) if mask >> i & 1)
 
-    def locate(self, subject_key: str) -> Placement:
-        """The 96-bit hash and the candidate bins of one subject (a normalised identifier)."""
+    def candidate_bins(self, subject_key: str) -> tuple[int, ...]:
+        """The candidate bins of one subject (a normalised identifier), from the public seed.
+
+        Anyone holding the table can compute them; what goes *into* a bin is the holder's
+        keyed value (:meth:`OprfKey.value`), which no one else can compute.
+        """
         digest = hashlib.sha512(
             PROTOCOL_LABEL + b"/locate" + self.seed + subject_key.encode()
         ).digest()
-        value = int.from_bytes(digest[: VALUE_BITS // 8], "big")
         offset = VALUE_BITS // 8
         candidates: list[int] = []
         for i in range(HASH_FUNCTIONS):
@@ -140,7 +148,13 @@ class TableLayout:
             candidate = word % self.bins
             if candidate not in candidates:
                 candidates.append(candidate)
-        return Placement(value=value, bins=tuple(candidates))
+        return tuple(candidates)
+
+    def locate(self, subject_key: str, value: int) -> Placement:
+        """The placement of a subject whose OPRF value ``v(x)`` is ``value``."""
+        if not 0 <= value < 1 << VALUE_BITS:
+            raise MatchingError(f"a subject value has {VALUE_BITS} bits")
+        return Placement(value=value, bins=self.candidate_bins(subject_key))
 
     def slot_of(self, bin_index: int) -> int:
         return bin_index % self.slots_per_ciphertext
@@ -172,6 +186,8 @@ class TableLayout:
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
+    """Where a subject goes: its keyed 96-bit value ``v(x)`` and its candidate bins."""
+
     value: int
     bins: tuple[int, ...]
 
@@ -189,6 +205,157 @@ def new_layout(n: int, kinds: Sequence[str], subjects: int) -> TableLayout:
     return TableLayout(
         n=n, seed=secrets.token_bytes(16), bins=bins_for(capacity_for(subjects)), kinds=tuple(kinds)
     )
+
+
+# -- the subject value: an oblivious PRF on P-256 -------------------------------------------
+#
+# v(x) = the first 96 bits of SHA-512(label/value || x(k * H(x))), with k the holder's secret
+# scalar and H a hash onto P-256. The querier learns v(x) without showing x: it sends
+# x(a * H(x)) for a fresh uniform scalar a, the holder returns x(k * that point), and the
+# querier removes a. Without k nobody can compute v(y) for a guessed y, so a no-hit answer
+# can be tested against a candidate identifier only by asking the holder (and its quota).
+# Every scalar multiplication is pyca/cryptography's ECDH, which returns the x-coordinate
+# only: k * (-P) has the x-coordinate of k * P, so a point is always decoded with prefix 02.
+
+OPRF_CURVE = ec.SECP256R1()
+OPRF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+"""The order of P-256's group (cofactor 1): the scalars are the integers in ``[1, order)``."""
+
+OPRF_ELEMENT_BYTES = 32
+"""A blinded or evaluated value: the x-coordinate of a P-256 point, big-endian."""
+
+_HASH_TO_CURVE_TRIES = 256
+
+
+def hash_to_point(subject_key: str) -> ec.EllipticCurvePublicKey:
+    """``H(x)``: a P-256 point for a subject key, by try-and-increment.
+
+    ``t_i = SHA-256(label/point || i || x)`` for ``i = 0, 1, ...`` until ``02 || t_i`` decodes
+    as a compressed point (about half of them do). The loop's length depends on ``x``; it
+    runs only where ``x`` is already known (the querier on its own subjects, the holder on
+    its own entries).
+    """
+    data = subject_key.encode()
+    for i in range(_HASH_TO_CURVE_TRIES):
+        t = hashlib.sha256(PROTOCOL_LABEL + b"/point" + i.to_bytes(4, "big") + data).digest()
+        try:
+            return ec.EllipticCurvePublicKey.from_encoded_point(OPRF_CURVE, b"\x02" + t)
+        except ValueError:
+            continue
+    raise MatchingError("no curve point found for a subject key")  # probability 2^-256
+
+
+def _decode_element(element: bytes) -> ec.EllipticCurvePublicKey:
+    if len(element) != OPRF_ELEMENT_BYTES:
+        raise MatchingError(f"an OPRF value is {OPRF_ELEMENT_BYTES} bytes, not {len(element)}")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(OPRF_CURVE, b"\x02" + element)
+    except ValueError:
+        raise MatchingError("an OPRF value is not the x-coordinate of a P-256 point") from None
+
+
+def _multiply(scalar: int, point: ec.EllipticCurvePublicKey) -> bytes:
+    """``x(scalar * point)`` through ECDH."""
+    return ec.derive_private_key(scalar, OPRF_CURVE).exchange(ec.ECDH(), point)
+
+
+def value_of_element(element: bytes) -> int:
+    """``v(x)`` from ``x(k * H(x))``: the first 96 bits of SHA-512(label/value || X)."""
+    digest = hashlib.sha512(PROTOCOL_LABEL + b"/value" + element).digest()
+    return int.from_bytes(digest[: VALUE_BITS // 8], "big")
+
+
+class OprfKey:
+    """The holder's OPRF key ``k`` (a P-256 scalar): secret, long-lived, one per holder.
+
+    It does not change with the table seed: a querier's values stay valid across tables,
+    and a new key would void every value the holder's index holds.
+    """
+
+    def __init__(self, scalar: int) -> None:
+        if not 0 < scalar < OPRF_ORDER:
+            raise MatchingError("an OPRF key is a scalar in [1, order of P-256)")
+        self._private = ec.derive_private_key(scalar, OPRF_CURVE)
+
+    @classmethod
+    def generate(cls) -> OprfKey:
+        return cls(1 + secrets.randbelow(OPRF_ORDER - 1))
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> OprfKey:
+        """From a PKCS#8 PEM P-256 private key (the form :meth:`to_pem` writes)."""
+        try:
+            private = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise MatchingError("the OPRF key is not a PEM private key") from None
+        if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(
+            private.curve, ec.SECP256R1
+        ):
+            raise MatchingError("the OPRF key must be a P-256 private key")
+        return cls(private.private_numbers().private_value)
+
+    def to_pem(self) -> bytes:
+        return self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the public point ``k * G``: names the key (in the index) without it."""
+        public = self._private.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+        )
+        return hashlib.sha256(PROTOCOL_LABEL + b"/oprf-key" + public).hexdigest()
+
+    def value(self, subject_key: str) -> int:
+        """``v(x)`` computed directly (the holder, for its own entries)."""
+        return value_of_element(self._times(hash_to_point(subject_key)))
+
+    def _times(self, point: ec.EllipticCurvePublicKey) -> bytes:
+        return self._private.exchange(ec.ECDH(), point)
+
+    def __repr__(self) -> str:
+        return f"OprfKey({self.fingerprint()[:16]})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Blinded:
+    """The querier's blinded subject: what it sends (``element``) and its secret ``a``."""
+
+    element: bytes
+    scalar: int = dataclasses.field(repr=False)
+
+
+def blind(subject_key: str, *, scalar: int | None = None) -> Blinded:
+    """``x(a * H(x))`` for a fresh uniform scalar ``a`` (``scalar`` only in tests)."""
+    a = 1 + secrets.randbelow(OPRF_ORDER - 1) if scalar is None else scalar
+    if not 0 < a < OPRF_ORDER:
+        raise MatchingError("a blinding scalar is in [1, order of P-256)")
+    return Blinded(element=_multiply(a, hash_to_point(subject_key)), scalar=a)
+
+
+def evaluate(key: OprfKey, blinded: Sequence[bytes]) -> list[bytes]:
+    """The holder's answer to blinded values: ``x(k * A)`` for each, in order.
+
+    Every value is checked before any is evaluated: one that is not 32 bytes or not the
+    x-coordinate of a P-256 point is refused (MatchingError). The holder learns nothing
+    from ``A`` but the count: for a uniform ``a``, ``a * H(x)`` is a uniform point.
+    """
+    points = [_decode_element(element) for element in blinded]
+    return [key._times(point) for point in points]
+
+
+def check_blinded(blinded: Sequence[bytes]) -> None:
+    """Refuse (MatchingError) blinded values that are not P-256 x-coordinates of 32 bytes."""
+    for element in blinded:
+        _decode_element(element)
+
+
+def finalize(blinded: Blinded, evaluated: bytes) -> int:
+    """``v(x)`` from the holder's ``x(k * a * H(x))``: multiply by ``a^-1``, then hash."""
+    inverse = pow(blinded.scalar, -1, OPRF_ORDER)
+    return value_of_element(_multiply(inverse, _decode_element(evaluated)))
 
 
 # -- the holder's index -------------------------------------------------------------------
@@ -230,12 +397,11 @@ class CuckooIndex:
     def occupants(self) -> Iterable[tuple[int, Occupant]]:
         return ((b, o) for b, o in enumerate(self._bins) if o is not None)
 
-    def put(self, subject_key: str, kinds: Iterable[str]) -> set[int]:
+    def put(self, place: Placement, kinds: Iterable[str]) -> set[int]:
         """Add a subject or change the lists it is on; returns the bins that changed."""
-        place = self.layout.locate(subject_key)
         mask = self.layout.kind_mask(kinds)
         if not mask:
-            return self.discard(subject_key)
+            return self.discard(place)
         current = self._where.get(place.value)
         if current is not None:
             occupant = self._bins[current]
@@ -248,9 +414,8 @@ class CuckooIndex:
             raise TableFullError("the table is at capacity; rebuild it for the larger list")
         return self._insert(Occupant(place.value, place.bins, mask))
 
-    def discard(self, subject_key: str) -> set[int]:
+    def discard(self, place: Placement) -> set[int]:
         """Remove a subject (credit repair, expiry); returns the bins that changed."""
-        place = self.layout.locate(subject_key)
         current = self._where.pop(place.value, None)
         if current is None:
             return set()
@@ -314,14 +479,21 @@ class CuckooIndex:
 
 
 def build_index(
-    layout_for: Callable[[], TableLayout], subjects: Mapping[str, Iterable[str]], *, tries: int = 5
+    layout_for: Callable[[], TableLayout],
+    subjects: Mapping[str, Iterable[str]],
+    value_of: Callable[[str], int],
+    *,
+    tries: int = 5,
 ) -> CuckooIndex:
-    """Place every subject (key -> list kinds); a fresh seed is drawn if insertion fails."""
+    """Place every subject (key -> list kinds) under its value ``value_of(key)`` (the
+    holder's :meth:`OprfKey.value`); a fresh seed is drawn if insertion fails."""
+    values = {key: value_of(key) for key in subjects}
     for _ in range(tries):
         index = CuckooIndex(layout_for())
+        layout = index.layout
         try:
             for key, kinds in subjects.items():
-                index.put(key, kinds)
+                index.put(layout.locate(key, values[key]), kinds)
         except TableFullError:
             continue
         return index
@@ -434,14 +606,22 @@ def ciphertexts_for(layout: TableLayout, subjects: int) -> int:
     return max(0, min(probes, padded))
 
 
-def plan_probes(layout: TableLayout, subject_keys: Sequence[str]) -> ProbePlan:
-    """Assign every candidate bin of every subject to a (ciphertext, slot)."""
+def plan_probes(
+    layout: TableLayout, subject_keys: Sequence[str], subject_values: Sequence[int]
+) -> ProbePlan:
+    """Assign every candidate bin of every subject to a (ciphertext, slot).
+
+    ``subject_values[i]`` is ``v(subject_keys[i])``, obtained from the holder by the OPRF round
+    (:func:`blind_subject`, the holder's :meth:`OprfKey.evaluate`, :meth:`Blinded.finalize`).
+    """
+    if len(subject_values) != len(subject_keys):
+        raise MatchingError("one OPRF value per subject is needed to plan the probes")
     k = layout.slots_per_ciphertext
     used = [0] * k
     probes: list[SlotProbe] = []
     values: list[int] = []
     for i, key in enumerate(subject_keys):
-        place = layout.locate(key)
+        place = layout.locate(key, subject_values[i])
         values.append(place.value)
         for bin_index in place.bins:
             slot = layout.slot_of(bin_index)

@@ -117,6 +117,11 @@ class NodeFiles:
         return self.keys_dir / "trust-pin.json"
 
     @property
+    def oprf_key_path(self) -> Path:
+        """The private-matching OPRF key (P-256 scalar, PKCS#8 PEM; docs/private-matching.md)."""
+        return self.keys_dir / "oprf.key"
+
+    @property
     def identity_paths(self) -> tuple[Path, ...]:
         """Every file ``credit-node init`` writes."""
         return (
@@ -127,6 +132,7 @@ class NodeFiles:
             self.tls_cert_path,
             self.paillier_key_path,
             self.client_token_path,
+            self.oprf_key_path,
         )
 
 

@@ -25,6 +25,7 @@ from phe import paillier
 
 from federation.clock import Clock, SystemClock
 from federation.errors import AlreadyExistsError, CreditNetError, InvalidInputError, KeyFileError
+from federation.matching import OprfKey
 from federation.member import (
     Member,
     certificate_fingerprint,
@@ -173,6 +174,7 @@ def init_node(
         (config.tls_key_path, tls_key_pem, True),
         (config.paillier_key_path, paillier_to_json(paillier_private), True),
         (config.client_token_path, new_client_token().encode("ascii"), True),
+        (config.oprf_key_path, OprfKey.generate().to_pem(), True),
         (config.tls_cert_path, tls_cert_pem, False),
         (config.member_card_path, card, False),
         # Last: a node.toml means the directory holds a complete identity. Kept 0600 like

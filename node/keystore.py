@@ -8,7 +8,9 @@ file that is read.
 Files (see :class:`node.config.NodeFiles`): ``keys/signing.pem`` (Ed25519 or SM2,
 PKCS#8 PEM: see :mod:`federation.signing`),
 ``keys/tls.key`` (ECDSA P-256, PKCS#8 PEM) with ``keys/tls.crt``, ``keys/paillier.json``
-(``{"n", "p", "q"}`` in hex) and ``keys/client-token`` (bearer token of the client API).
+(``{"n", "p", "q"}`` in hex), ``keys/client-token`` (bearer token of the client API) and
+``keys/oprf.key`` (the private-matching OPRF key, P-256 PKCS#8 PEM; created on first use
+by a node initialised before it existed: :func:`load_or_create_oprf_key`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from phe import paillier
 
 from federation.errors import AlreadyExistsError, CreditNetError, KeyFileError
+from federation.matching import MatchingError, OprfKey
 from federation.signing import SigningKey
 from node.config import NodeConfig, NodeFiles, NodePaths
 
@@ -265,6 +268,23 @@ def load_paillier_key(path: Path) -> Any:
         raise KeyFileError(f"{path}: p and q are not two distinct factors of n")
     public = paillier.PaillierPublicKey(n)
     return paillier.PaillierPrivateKey(public, p, q)
+
+
+def load_or_create_oprf_key(path: Path) -> OprfKey:
+    """The node's OPRF key for private matching; a new one (0600) if there is none yet.
+
+    The key lives as long as the node's Paillier key: it does not rotate with the table
+    seed. Losing it only makes the holder rebuild its table under a new key.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        # Another process may create it first: then that one is used.
+        with contextlib.suppress(AlreadyExistsError):
+            write_secret(path, OprfKey.generate().to_pem())
+    try:
+        return OprfKey.from_pem(read_secret(path))
+    except MatchingError as exc:
+        raise KeyFileError(f"{path}: {exc.message}") from None
 
 
 def new_client_token() -> str:

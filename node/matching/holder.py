@@ -15,6 +15,11 @@ precomputed in idle time), bumps the epoch and signs the header again. It rebuil
 scratch, under a new table id, when the index is missing, corrupt, full, or for another
 key or set of list kinds.
 
+:meth:`MatchHolder.evaluate` is the first round of a query: it applies this city's OPRF key
+``k`` (``keys/oprf.key``, :mod:`node.keystore`) to the querier's blinded subjects, which
+gives the querier the values ``v(x)`` its probes need and nothing it could compute offline.
+Each blinded value is charged to the peer's daily quota like a probed subject.
+
 :meth:`MatchHolder.probe` runs every check before anything is decrypted or charged:
 request id, time, table epoch, mode, sizes, widths and ranges, then replay and quota in
 one transaction; every probe is audited, answered or refused, without identifiers.
@@ -33,7 +38,7 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +60,16 @@ from federation.matching import (
     CuckooIndex,
     HolderKey,
     MatchingError,
+    OprfKey,
+    Placement,
     TableFullError,
     TableHeader,
     TableLayout,
     blind_for_count,
     build_index,
+    check_blinded,
     ciphertexts_for,
+    evaluate,
     new_layout,
     sign_table_header,
     table_digest,
@@ -92,6 +101,8 @@ MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 REQUEST_ID_BYTES = 16
 BLINDED_BYTES = 32
 MAX_TEXT_CHARS = 500
+EVALUATE_MODE = "evaluate"
+"""The audit's mode for an OPRF evaluation request (the round before the probes)."""
 NO_REQUEST = "0" * 32
 """The audit's request id for a request whose own id is malformed."""
 
@@ -159,6 +170,15 @@ class ProbeQuery:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvaluationQuery:
+    """A peer's blinded subjects (the OPRF round before its probes)."""
+
+    request_id: bytes
+    sent_at: dt.datetime | None
+    blinded: Sequence[bytes]
+
+
+@dataclasses.dataclass(frozen=True)
 class ProbeAnswer:
     answers: list[bytes] = dataclasses.field(default_factory=list)
     twice_blinded: list[bytes] = dataclasses.field(default_factory=list)
@@ -207,6 +227,7 @@ class MatchHolder:
         city_code: str,
         home: Path,
         key: HolderKey,
+        oprf_key: OprfKey,
         signing_key: SigningKey,
         policies: Mapping[ListKind, ListPolicy],
         listings: OwnListingRepository,
@@ -221,6 +242,9 @@ class MatchHolder:
         self.directory = Path(home) / OWN_DIR
         self.store = TableStore(self.directory)
         self._key = key
+        self._oprf_key = oprf_key
+        # v(y) of every subject seen: k never changes, and one costs ~0.1 ms of EC work.
+        self._values: dict[str, int] = {}
         self._signing_key = signing_key
         self.kinds = tuple(k.value for k in ListKind if k in policies and not policies[k].public)
         self._listings = listings
@@ -271,6 +295,10 @@ class MatchHolder:
             return
         if signed is None or not self._fits(header.layout):
             return
+        if not self._same_oprf_key():
+            # Its bins hold values a querier can no longer obtain: every probe would miss.
+            log.warning("own matching table made under another OPRF key; it will be rebuilt")
+            return
         index = self._load_index(header)
         self._table = _Table(header, signed, index)
         self._changes = self._load_changes(header) if index is not None else {}
@@ -278,10 +306,20 @@ class MatchHolder:
     def _fits(self, layout: TableLayout) -> bool:
         return layout.n == self._key.n and layout.kinds == self.kinds
 
+    def _same_oprf_key(self) -> bool:
+        """Whether the index on disk (if readable) was made under this node's OPRF key."""
+        try:
+            value = json.loads((self.directory / INDEX_FILE).read_text())
+        except (OSError, ValueError):
+            return True  # no index to tell: served as found, rebuilt at the next refresh
+        return isinstance(value, dict) and value.get("oprf") == self._oprf_key.fingerprint()
+
     def _load_index(self, header: TableHeader) -> CuckooIndex | None:
         try:
             value = json.loads((self.directory / INDEX_FILE).read_text())
             if value.get("table_id") != header.table_id or value.get("epoch") != header.epoch:
+                return None
+            if value.get("oprf") != self._oprf_key.fingerprint():
                 return None
             index = CuckooIndex.from_json(value)
         except (OSError, ValueError, KeyError, TypeError, CreditNetError):
@@ -353,6 +391,7 @@ class MatchHolder:
     async def _bring_in_line(self, table: _Table | None) -> bool:
         # Reading and hashing every subject takes a while for a long list: not in the loop.
         active, every = await asyncio.to_thread(self.wanted)
+        await asyncio.to_thread(self._compute_values, every)
         if table is None or table.index is None or not self._fits(table.header.layout):
             await self._rebuild(active)
             return True
@@ -362,7 +401,7 @@ class MatchHolder:
         index = table.index
         assert index is not None
         try:
-            changed = await asyncio.to_thread(_apply, index, active, every)
+            changed = await asyncio.to_thread(_apply, index, active, every, self._value)
         except TableFullError:
             await self._rebuild(active)
             return True
@@ -378,7 +417,9 @@ class MatchHolder:
 
     async def _rebuild(self, active: Mapping[str, set[str]]) -> None:
         subjects = {key: sorted(kinds) for key, kinds in active.items()}
-        index = build_index(lambda: new_layout(self._key.n, self.kinds, len(subjects)), subjects)
+        index = build_index(
+            lambda: new_layout(self._key.n, self.kinds, len(subjects)), subjects, self._value
+        )
         layout = index.layout
         plaintexts = [index.plaintext(b) for b in range(layout.bins)]
         width = layout.ciphertext_bytes
@@ -434,6 +475,17 @@ class MatchHolder:
             },
         )
 
+    def _compute_values(self, keys: set[str]) -> None:
+        for key in keys:
+            self._value(key)
+
+    def _value(self, subject_key: str) -> int:
+        """``v(y)`` of one of this city's subjects, computed directly with the OPRF key."""
+        value = self._values.get(subject_key)
+        if value is None:
+            value = self._values[subject_key] = self._oprf_key.value(subject_key)
+        return value
+
     async def _encrypt(self, layout: TableLayout, plaintexts: list[int]) -> list[int]:
         """Pooled randomness first (a few multiplications each), the process pool for the rest."""
         take = min(len(plaintexts), len(self._residues))
@@ -450,7 +502,12 @@ class MatchHolder:
             self._residues.extend(await self._pool.holder_residues(self._key, missing))
 
     def _save(self, index: CuckooIndex, header: TableHeader) -> None:
-        value = {**index.to_json(), "table_id": header.table_id, "epoch": header.epoch}
+        value = {
+            **index.to_json(),
+            "table_id": header.table_id,
+            "epoch": header.epoch,
+            "oprf": self._oprf_key.fingerprint(),
+        }
         _write_private(self.directory / INDEX_FILE, json.dumps(value))
         changes = {
             "table_id": header.table_id,
@@ -505,6 +562,60 @@ class MatchHolder:
                 return None
             changed |= bins
         return sorted(changed)
+
+    # --- EvaluateSubjects (the OPRF round) ------------------------------------------------
+
+    async def evaluate(self, peer: str, query: EvaluationQuery) -> list[bytes]:
+        """Apply the OPRF key to a peer's blinded subjects, after every check; audited.
+
+        Checks: request id and time, 1 to ``max_subjects_per_request`` values, each a P-256
+        x-coordinate, then replay and quota (one unit of the probe quota per value: a value
+        is what lets the querier test an identifier). Nothing is evaluated before that.
+        """
+        request = query.request_id.hex() if len(query.request_id) == REQUEST_ID_BYTES else ""
+        count = len(query.blinded)
+        try:
+            if not self.kinds:
+                raise FailedPreconditionError(
+                    f"{self.city_code} keeps no non-public list, so it evaluates no subjects"
+                )
+            self._check_request(peer, query.request_id, query.sent_at, self._clock.now())
+            most = self.limits.max_subjects_per_request
+            if not 1 <= count <= most:
+                raise InvalidInputError(
+                    f"an evaluation request carries 1 to {most} blinded values, not {count}"
+                )
+            check_blinded(query.blinded)
+            self._admit(peer, query.request_id, "probes", count, query.sent_at)
+        except CreditNetError as exc:
+            self._record_evaluation(peer, request, count, "refused", exc.message)
+            raise
+        blinded = list(query.blinded)
+        if count == 1:
+            evaluated = evaluate(self._oprf_key, blinded)
+        else:
+            evaluated = await asyncio.to_thread(evaluate, self._oprf_key, blinded)
+        self._record_evaluation(peer, request, count, "answered", None)
+        return evaluated
+
+    def _record_evaluation(
+        self, peer: str, request: str, count: int, outcome: str, reason: str | None
+    ) -> None:
+        try:
+            self._audit.record(
+                "received",
+                peer,
+                request or NO_REQUEST,
+                EVALUATE_MODE,
+                count,
+                0,
+                None,
+                outcome,
+                at=self._clock.now(),
+                reason=reason,
+            )
+        except Exception:
+            log.exception("could not write a matching audit record")
 
     # --- Probe ---------------------------------------------------------------------------
 
@@ -741,7 +852,10 @@ class MatchHolder:
             if len(text) > MAX_TEXT_CHARS:
                 raise InvalidInputError(f"{name} has at most {MAX_TEXT_CHARS} characters")
         answered = any(
-            row.direction == "received" and row.peer == peer and row.outcome == "answered"
+            row.direction == "received"
+            and row.peer == peer
+            and row.outcome == "answered"
+            and row.mode in (ProbeMode.MEMBERSHIP, ProbeMode.COUNT)
             for row in self._audit.by_request(query.match_request_id)
         )
         if not answered:
@@ -831,12 +945,18 @@ class MatchHolder:
         self.store.close()
 
 
-def _apply(index: CuckooIndex, active: Mapping[str, set[str]], every: set[str]) -> set[int]:
+def _apply(
+    index: CuckooIndex,
+    active: Mapping[str, set[str]],
+    every: set[str],
+    value_of: Callable[[str], int],
+) -> set[int]:
     """Put or discard every subject ever listed as the entries say; the bins that changed."""
     changed: set[int] = set()
     for key in every:
         kinds = active.get(key)
-        changed |= index.put(key, sorted(kinds)) if kinds else index.discard(key)
+        place: Placement = index.layout.locate(key, value_of(key))
+        changed |= index.put(place, sorted(kinds)) if kinds else index.discard(place)
     return changed
 
 

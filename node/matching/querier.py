@@ -4,7 +4,9 @@ Every member publishes one encrypted, signed table of its non-public lists
 (:mod:`node.matching.holder`). This node keeps a verified copy of each peer's table under
 ``<home>/matching/peers/<city>/`` (:meth:`MatchQuerier.replicate`, every sync interval and
 when a probe finds the copy out of date), and asks peers about its own subjects with probes
-built from those copies (:mod:`federation.matching` has the mathematics): one subject
+built from those copies (:mod:`federation.matching` has the mathematics), each preceded by
+one OPRF round (``EvaluateSubjects``) in which the peer turns the blinded subjects into
+the values ``v(x)`` the probes need, without seeing them: one subject
 against every peer at once (:meth:`MatchQuerier.match_one`), many against one peer in
 chunks (:meth:`MatchQuerier.match_batch`, membership or count only). The ``r^n`` each probe
 ciphertext needs is the expensive part; a small pool of them per peer is computed in idle
@@ -43,15 +45,18 @@ from federation.errors import (
     UnavailableError,
 )
 from federation.matching import (
+    Blinded,
     MatchingError,
     ProbePlan,
     ProbeSecrets,
     TableHeader,
+    blind,
     blind_expected,
     build_probes,
     ciphertexts_for,
     count_hits,
     expected_digests,
+    finalize,
     plan_probes,
     read_answers,
     verify_table_header,
@@ -84,6 +89,8 @@ PROBE_ONE_TIMEOUT_S = 20.0
 PROBE_BATCH_TIMEOUT_S = 180.0
 DISCLOSE_TIMEOUT_S = 20.0
 MAX_DETAIL_CHARS = 200
+#: The audit's mode for the OPRF round (as the holder records it).
+EVALUATE_MODE = "evaluate"
 
 
 class MatchMode(enum.StrEnum):
@@ -535,6 +542,9 @@ class MatchQuerier:
         """One probe request to ``city`` for ``keys`` (distinct), audited; retried once after
         fetching the table again if the holder says the copy is out of date."""
         peer = self._peer(city)
+        values = await self._evaluate(peer, keys)
+        if isinstance(values, _ProbeAnswer):
+            return values
         for attempt in range(2):
             header = peer.header
             if header is None:
@@ -544,7 +554,7 @@ class MatchQuerier:
                     return _ProbeAnswer(
                         Outcome.UNAVAILABLE, detail=f"no matching table: {_reason(exc)}"
                     )
-            answer, stale = await self._probe_once(peer, header, keys, mode)
+            answer, stale = await self._probe_once(peer, header, keys, values, mode)
             if not stale or attempt:
                 return answer
             try:
@@ -553,11 +563,59 @@ class MatchQuerier:
                 return _ProbeAnswer(Outcome.UNAVAILABLE, detail=_reason(exc))
         raise AssertionError("unreachable")
 
+    async def _evaluate(self, peer: _Peer, keys: Sequence[str]) -> list[int] | _ProbeAnswer:
+        """The OPRF round: ``v(x)`` of every key from ``peer``, or why not (audited).
+
+        The values depend on the peer's OPRF key only, not on its table, so one round serves
+        a retry after a table refresh.
+        """
+        if len(keys) == 1:
+            blinded = [blind(keys[0])]
+        else:
+            blinded = await asyncio.to_thread(lambda: [blind(key) for key in keys])
+        request_id = secrets.token_bytes(REQUEST_ID_BYTES)
+        request = matching_pb2.EvaluateSubjectsRequest(
+            request_id=request_id,
+            sent_at=_stamp(self._clock.now()),
+            blinded=[b.element for b in blinded],
+        )
+        audit = _Audit(self, peer.city, request_id, EVALUATE_MODE, len(keys), 0)
+        stub = self._links.stub(peer.city)
+        if stub is None:
+            audit.record("failed", reason="no link")
+            return _ProbeAnswer(Outcome.UNAVAILABLE, detail="no link to this city")
+        timeout = PROBE_ONE_TIMEOUT_S if len(keys) == 1 else PROBE_BATCH_TIMEOUT_S
+        try:
+            response = await stub.EvaluateSubjects(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            answer, _ = self._refused(peer, audit, exc)
+            return answer
+        evaluated = list(response.evaluated)
+        try:
+            if len(evaluated) != len(blinded):
+                raise MatchingError(
+                    f"{peer.city} evaluated {len(evaluated)} subjects of {len(blinded)}"
+                )
+            if len(keys) == 1:
+                values = [finalize(blinded[0], evaluated[0])]
+            else:
+                values = await asyncio.to_thread(_finalize_all, blinded, evaluated)
+        except MatchingError as exc:
+            audit.record("failed", reason=exc.message)
+            return _ProbeAnswer(Outcome.UNAVAILABLE, detail=exc.message)
+        audit.record("answered")
+        return values
+
     async def _probe_once(
-        self, peer: _Peer, header: TableHeader, keys: Sequence[str], mode: MatchMode
+        self,
+        peer: _Peer,
+        header: TableHeader,
+        keys: Sequence[str],
+        values: Sequence[int],
+        mode: MatchMode,
     ) -> tuple[_ProbeAnswer, bool]:
         layout = header.layout
-        plan = plan_probes(layout, keys)
+        plan = plan_probes(layout, keys, values)
         residues = await self._residues(peer, layout.n, plan.ciphertexts)
         async with peer.lock:
             if peer.header is None or peer.header.layout != layout:
@@ -588,7 +646,7 @@ class MatchQuerier:
                 await asyncio.to_thread(blind_expected, scalar, digests)
             )
         stub = self._links.stub(peer.city)
-        audit = _Audit(self, peer.city, request_id, mode, len(keys), len(ciphertexts))
+        audit = _Audit(self, peer.city, request_id, mode.value, len(keys), len(ciphertexts))
         if stub is None:
             audit.record("failed", reason="no link")
             return _ProbeAnswer(Outcome.UNAVAILABLE, detail="no link to this city"), False
@@ -683,7 +741,7 @@ class MatchQuerier:
         detail = f"subject {mask_resident_id(subject.value)}; purpose: {redacted(purpose)}"
         if legal_basis.strip():
             detail += f"; basis: {redacted(legal_basis)}"
-        audit = _Audit(self, city, request_id, None, 1, 0)
+        audit = _Audit(self, city, request_id, "disclose", 1, 0)
         try:
             response: matching_pb2.DiscloseResponse = await stub.Disclose(
                 request, timeout=DISCLOSE_TIMEOUT_S
@@ -735,7 +793,7 @@ class _Audit:
         querier: MatchQuerier,
         peer: str,
         request_id: bytes,
-        mode: MatchMode | None,
+        mode: str,
         subjects: int,
         ciphertexts: int,
     ) -> None:
@@ -743,7 +801,7 @@ class _Audit:
         self._clock = querier._clock
         self._peer = peer
         self._request_id = request_id
-        self._mode = mode.value if mode is not None else "disclose"
+        self._mode = mode  # membership | count | evaluate | disclose
         self._subjects = subjects
         self._ciphertexts = ciphertexts
 
@@ -772,6 +830,10 @@ class _Audit:
         except Exception:
             # The answer is not withheld for a failed audit write; the failure is logged.
             log.exception("could not write a matching audit record")
+
+
+def _finalize_all(blinded: Sequence[Blinded], evaluated: Sequence[bytes]) -> list[int]:
+    return [finalize(b, e) for b, e in zip(blinded, evaluated, strict=True)]
 
 
 _WIRE_MODE = {

@@ -30,6 +30,7 @@ from federation.reports import check_report_no
 from node.ledger import OwnLog
 from node.matching.holder import (
     DisclosureQuery,
+    EvaluationQuery,
     MatchHolder,
     ProbeMode,
     ProbeQuery,
@@ -273,6 +274,21 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
             yield _table_part_to_wire(part)
 
     @translate_errors
+    async def EvaluateSubjects(
+        self, request: matching_pb2.EvaluateSubjectsRequest, context: Context
+    ) -> matching_pb2.EvaluateSubjectsResponse:
+        caller = self._caller(context)
+        evaluated = await self._holder().evaluate(
+            caller.city_code,
+            EvaluationQuery(
+                request_id=request.request_id,
+                sent_at=_sent_at(request),
+                blinded=request.blinded,
+            ),
+        )
+        return matching_pb2.EvaluateSubjectsResponse(evaluated=evaluated)
+
+    @translate_errors
     async def Probe(
         self, request: matching_pb2.ProbeRequest, context: Context
     ) -> matching_pb2.ProbeResponse:
@@ -331,7 +347,11 @@ _PROBE_MODE = {
 
 
 def _sent_at(
-    request: matching_pb2.ProbeRequest | matching_pb2.DiscloseRequest,
+    request: (
+        matching_pb2.ProbeRequest
+        | matching_pb2.DiscloseRequest
+        | matching_pb2.EvaluateSubjectsRequest
+    ),
 ) -> dt.datetime | None:
     if not request.HasField("sent_at"):
         return None

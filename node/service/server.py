@@ -32,7 +32,7 @@ from federation.member import Member
 from node.background import Background
 from node.config import NodeConfig
 from node.identity import load_member
-from node.keystore import NodeKeys, load_node_keys
+from node.keystore import NodeKeys, load_node_keys, load_or_create_oprf_key
 from node.ledger import OwnLog
 from node.logstore import LogStore
 from node.matching.holder import MatchHolder, MatchingLimits
@@ -213,6 +213,7 @@ async def _run(
         city_code=config.city_code,
         home=config.home,
         key=HolderKey.from_phe(keys.paillier_private),
+        oprf_key=load_or_create_oprf_key(config.oprf_key_path),
         signing_key=keys.signing_key,
         policies=config.list_policies,
         listings=OwnListingRepository(database),

@@ -7,6 +7,8 @@ import datetime as dt
 import functools
 import random
 import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -21,6 +23,7 @@ from federation.matching import (
     CuckooIndex,
     HolderKey,
     MatchingError,
+    OprfKey,
     TableFullError,
     TableHeader,
     TableLayout,
@@ -35,6 +38,33 @@ KINDS = ("serious-dishonesty", "watch")
 def holder_key() -> HolderKey:
     _, private = paillier.generate_paillier_keypair(n_length=1024)
     return HolderKey.from_phe(private)
+
+
+@functools.cache
+def oprf_key() -> OprfKey:
+    return OprfKey.generate()
+
+
+def build_index(
+    layout_for: Callable[[], TableLayout], subjects: Mapping[str, Iterable[str]], **kw: Any
+) -> CuckooIndex:
+    """The holder's index, its values from the holder's OPRF key."""
+    return matching.build_index(layout_for, subjects, oprf_key().value, **kw)
+
+
+def place(index: CuckooIndex, key: str) -> matching.Placement:
+    return index.layout.locate(key, oprf_key().value(key))
+
+
+def oprf_values(keys: Sequence[str]) -> list[int]:
+    """The querier's values, through the OPRF round (blind, holder evaluates, finalize)."""
+    blinded = [matching.blind(key) for key in keys]
+    evaluated = matching.evaluate(oprf_key(), [b.element for b in blinded])
+    return [matching.finalize(b, e) for b, e in zip(blinded, evaluated, strict=True)]
+
+
+def plan_for(layout: TableLayout, keys: Sequence[str]) -> matching.ProbePlan:
+    return matching.plan_probes(layout, keys, oprf_values(keys))
 
 
 def small_layout(bins: int = 64, kinds: tuple[str, ...] = KINDS) -> TableLayout:
@@ -54,7 +84,7 @@ def run(
     rng: random.Random | None = None,
 ) -> tuple[list[tuple[str, ...]], list[bytes], matching.ProbePlan, matching.ProbeSecrets, bytes]:
     layout = index.layout
-    plan = matching.plan_probes(layout, queries)
+    plan = plan_for(layout, queries)
     residues = (matching.querier_nth_residue(layout.n) for _ in range(plan.ciphertexts))
     ciphertexts, secrets_ = matching.build_probes(plan, table.__getitem__, residues, rng=rng)
     request_id = secrets.token_bytes(16)
@@ -85,7 +115,7 @@ def test_membership_is_exact_for_random_sets(
         company(i): kinds.draw(st.sets(st.sampled_from(KINDS), min_size=1), label=f"kinds {i}")
         for i in holder
     }
-    index = matching.build_index(lambda: small_layout(), listed)
+    index = build_index(lambda: small_layout(), listed)
     found, *_ = run(index, publish(index), [company(i) for i in queries])
     assert [set(f) for f in found] == [listed.get(company(i), set()) for i in queries]
 
@@ -95,24 +125,24 @@ def test_a_full_table_still_matches_every_subject() -> None:
     index = CuckooIndex(layout)
     capacity = index.capacity
     listed = {company(i): ["watch"] for i in range(capacity)}
-    index = matching.build_index(lambda: small_layout(bins=40), listed, tries=50)
+    index = build_index(lambda: small_layout(bins=40), listed, tries=50)
     assert len(index) == capacity
     with pytest.raises(TableFullError):
-        index.put(company(999), ["watch"])
+        index.put(place(index, company(999)), ["watch"])
     found, *_ = run(index, publish(index), [*listed, company(1000)])
     assert found == [("watch",)] * capacity + [()]
 
 
 def test_removal_and_kind_changes_touch_one_bin_and_stop_matching() -> None:
     listed = {company(i): ["serious-dishonesty"] for i in range(20)}
-    index = matching.build_index(lambda: small_layout(), listed)
+    index = build_index(lambda: small_layout(), listed)
     table = publish(index)
-    assert index.put(company(3), ["serious-dishonesty"]) == set()
-    changed = index.put(company(3), ["serious-dishonesty", "watch"])
+    assert index.put(place(index, company(3)), ["serious-dishonesty"]) == set()
+    changed = index.put(place(index, company(3)), ["serious-dishonesty", "watch"])
     assert len(changed) == 1
-    removed = index.discard(company(4))
+    removed = index.discard(place(index, company(4)))
     assert len(removed) == 1
-    assert index.discard(company(4)) == set()
+    assert index.discard(place(index, company(4))) == set()
     for b in changed | removed:
         table[b] = holder_key().encrypt(index.plaintext(b))
     found, *_ = run(index, table, [company(3), company(4), company(5)])
@@ -126,17 +156,17 @@ def test_cuckoo_index_keeps_every_subject_in_one_of_its_bins(ops: list[tuple[boo
     present: set[str] = set()
     for add, i in ops:
         if add:
-            index.put(company(i), ["watch"])
+            index.put(place(index, company(i)), ["watch"])
             present.add(company(i))
         else:
-            index.discard(company(i))
+            index.discard(place(index, company(i)))
             present.discard(company(i))
     assert len(index) == len(present)
     seen = {}
     for b, occupant in index.occupants():
         assert b in occupant.bins
         seen[occupant.value] = b
-    assert {index.layout.locate(key).value for key in present} == set(seen)
+    assert {oprf_key().value(key) for key in present} == set(seen)
     published = [index.plaintext(b) for b in range(64)]
     restored = CuckooIndex.from_json(index.to_json())
     assert [restored.plaintext(b) for b in range(64)] == published
@@ -144,7 +174,7 @@ def test_cuckoo_index_keeps_every_subject_in_one_of_its_bins(ops: list[tuple[boo
 
 def test_count_mode_reveals_the_number_of_hits_only() -> None:
     listed = {company(i): ["watch"] for i in range(0, 30, 3)}
-    index = matching.build_index(lambda: small_layout(), listed)
+    index = build_index(lambda: small_layout(), listed)
     queries = [company(i) for i in range(30)]
     _, answers, plan, secrets_, request_id = run(index, publish(index), queries)
     querier, holder = X25519PrivateKey.generate(), X25519PrivateKey.generate()
@@ -161,9 +191,7 @@ def test_probe_counts_depend_on_the_batch_size_only() -> None:
     layout = small_layout(bins=4096)
     for size in (1, 2, 10, 100):
         counts = {
-            matching.plan_probes(
-                layout, [company(random.randrange(10**8)) for _ in range(size)]
-            ).ciphertexts
+            plan_for(layout, [company(random.randrange(10**8)) for _ in range(size)]).ciphertexts
             for _ in range(20)
         }
         assert counts == {matching.ciphertexts_for(layout, size)}
@@ -181,7 +209,7 @@ def test_without_matches_the_querier_view_does_not_depend_on_the_list() -> None:
         layout = TableLayout(n=holder_key().n, seed=seed, bins=64, kinds=KINDS)
         index = CuckooIndex(layout)
         for key, kinds in listed.items():
-            index.put(key, kinds)
+            index.put(place(index, key), kinds)
         found, answers, plan, secrets_, request_id = run(
             index, publish(index), queries, rng=random.Random(7)
         )
@@ -214,11 +242,11 @@ def test_without_matches_the_querier_view_does_not_depend_on_the_list() -> None:
 def test_the_holder_sees_uniform_slots_whatever_the_querier_asks() -> None:
     """The top bits of every decrypted slot are spread evenly, hits or not."""
     listed = {company(i): ["watch"] for i in range(20)}
-    index = matching.build_index(lambda: small_layout(), listed)
+    index = build_index(lambda: small_layout(), listed)
     table = publish(index)
     layout = index.layout
     for queries in ([company(i) for i in range(20)], [company(i) for i in range(1000, 1020)]):
-        plan = matching.plan_probes(layout, queries)
+        plan = plan_for(layout, queries)
         residues = [matching.querier_nth_residue(layout.n) for _ in range(plan.ciphertexts)]
         ciphertexts, _ = matching.build_probes(plan, table.__getitem__, residues)
         buckets = [0] * 4
@@ -251,10 +279,10 @@ def test_the_holder_refuses_malformed_ciphertexts() -> None:
 
 def test_a_probe_under_another_key_reads_as_no_hit() -> None:
     listed = {company(1): ["watch"]}
-    index = matching.build_index(lambda: small_layout(), listed)
+    index = build_index(lambda: small_layout(), listed)
     table = publish(index)
     _, other = paillier.generate_paillier_keypair(n_length=1024)
-    plan = matching.plan_probes(index.layout, [company(1)])
+    plan = plan_for(index.layout, [company(1)])
     residues = [matching.querier_nth_residue(index.layout.n) for _ in range(plan.ciphertexts)]
     ciphertexts, secrets_ = matching.build_probes(plan, table.__getitem__, residues)
     rid = secrets.token_bytes(16)
@@ -267,7 +295,7 @@ def test_a_probe_under_another_key_reads_as_no_hit() -> None:
 
 
 def test_answers_that_do_not_fit_the_request_are_refused() -> None:
-    index = matching.build_index(lambda: small_layout(), {company(1): ["watch"]})
+    index = build_index(lambda: small_layout(), {company(1): ["watch"]})
     found, answers, plan, secrets_, rid = run(index, publish(index), [company(1)])
     assert found == [("watch",)]
     with pytest.raises(MatchingError):

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 QINGDAO, YANTAI, WEIHAI = "370200", "370600", "371000"
 TODAY = dt.datetime.now(CHINA_TZ).date()
 WEIHAI_QUOTA = 3
+"""Subjects Yantai may check at Weihai per day: each check costs two units of the probe
+quota (one OPRF evaluation, one probed subject)."""
 WEIHAI_CHUNK = 4
 HIT = matching_pb2.CityMatch.OUTCOME_HIT
 NO_HIT = matching_pb2.CityMatch.OUTCOME_NO_HIT
@@ -61,7 +63,7 @@ def _configure(path: Path, city: str) -> None:
     text = re.sub(r"sync_interval_s = [0-9.]+", "sync_interval_s = 1.0", text)
     if city == WEIHAI:
         text = re.sub(
-            r"probes_per_peer_per_day = \d+", f"probes_per_peer_per_day = {WEIHAI_QUOTA}", text
+            r"probes_per_peer_per_day = \d+", f"probes_per_peer_per_day = {2 * WEIHAI_QUOTA}", text
         )
         text = re.sub(
             r"max_subjects_per_request = \d+", f"max_subjects_per_request = {WEIHAI_CHUNK}", text

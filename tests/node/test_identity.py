@@ -19,7 +19,7 @@ from node.identity import init_node, load_member, preset_city_name
 from node.keystore import load_node_keys
 
 NOW = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)
-SECRETS = ("signing.pem", "tls.key", "paillier.json", "client-token")
+SECRETS = ("signing.pem", "tls.key", "paillier.json", "client-token", "oprf.key")
 
 
 def mode_of(path: Path) -> int:

@@ -18,6 +18,7 @@ from node.keystore import (
     check_token,
     load_client_token,
     load_node_keys,
+    load_or_create_oprf_key,
     read_secret,
     write_file,
     write_secret,
@@ -261,3 +262,24 @@ def test_load_client_token_strips_a_trailing_newline(tmp_path: Path) -> None:
 )
 def test_check_token(presented: str, expected: str, ok: bool) -> None:
     assert check_token(presented, expected) is ok
+
+
+def test_the_oprf_key_is_created_0600_on_first_use_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "oprf.key"
+    path.parent.mkdir(mode=0o700)
+    first = load_or_create_oprf_key(path)
+    assert mode_of(path) == 0o600
+    assert load_or_create_oprf_key(path).fingerprint() == first.fingerprint()
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_or_create_oprf_key(path)
+    path.chmod(0o600)
+    path.write_bytes(b"not a key")
+    with pytest.raises(KeyFileError, match=r"oprf\.key"):
+        load_or_create_oprf_key(path)
+
+
+def test_init_writes_the_oprf_key(node_home: Path) -> None:
+    path = NodePaths(node_home).oprf_key_path
+    assert mode_of(path) == 0o600
+    assert load_or_create_oprf_key(path).fingerprint()

@@ -30,13 +30,17 @@ from federation.manifest import Manifest, build_manifest
 from federation.matching import (
     HolderKey,
     MatchingError,
+    OprfKey,
     TableLayout,
     answer_probes,
+    blind,
     blind_expected,
     build_probes,
+    check_blinded,
     ciphertexts_for,
     count_hits,
     expected_digests,
+    finalize,
     plan_probes,
     querier_nth_residue,
     read_answers,
@@ -55,8 +59,10 @@ from node.ledger import AddEntry, OwnLog, RemoveEntry
 from node.logstore import LogStore
 from node.matching.holder import (
     CHANGES_FILE,
+    EVALUATE_MODE,
     INDEX_FILE,
     DisclosureQuery,
+    EvaluationQuery,
     MatchHolder,
     MatchingLimits,
     ProbeMode,
@@ -100,6 +106,11 @@ def holder_key() -> HolderKey:
     return HolderKey.from_phe(private)
 
 
+@functools.cache
+def oprf_key() -> OprfKey:
+    return OprfKey.generate()
+
+
 class InlinePool(MatchingPool):
     """The pool's work in this process, counting what it is asked to do.
 
@@ -139,12 +150,14 @@ class World:
     audit: MatchAuditRepository
     quota: MatchQuotaRepository
     limits: MatchingLimits
+    oprf_key: OprfKey = dataclasses.field(default_factory=oprf_key)
 
     def holder(self, pool: MatchingPool | None = None) -> MatchHolder:
         return MatchHolder(
             city_code=ME,
             home=self.home,
             key=holder_key(),
+            oprf_key=self.oprf_key,
             signing_key=self.signing_key,
             policies=POLICIES,
             listings=OwnListingRepository(self.db),
@@ -242,11 +255,16 @@ def make_probe(
     sent_at: dt.datetime | None = None,
     epoch: int | None = None,
     table_id: str | None = None,
+    values: Sequence[int] | None = None,
 ) -> Probe:
     header = holder.header
     assert header is not None
     layout = header.layout
-    plan = plan_probes(layout, [subject_key(i) for i in identifiers])
+    # The OPRF round is played by the holder's key directly here (its RPC has its own tests).
+    keys = [subject_key(i) for i in identifiers]
+    if values is None:
+        values = [oprf_key().value(k) for k in keys]
+    plan = plan_probes(layout, keys, values)
     residues = [querier_nth_residue(layout.n) for _ in range(plan.ciphertexts)]
     ciphertexts, probe_secrets = build_probes(plan, holder.store.ciphertext, residues)
     request_id = secrets.token_bytes(16)
@@ -962,3 +980,152 @@ def test_ciphertext_count_bounds_follow_the_layout(world: World) -> None:
     # What the check accepts: what plan_probes sends, up to one ciphertext per probe.
     assert ciphertexts_for(layout, 1) == 3
     assert ciphertexts_for(layout, 1000) < 3000
+
+
+# --- EvaluateSubjects: the OPRF round ------------------------------------------------------
+
+
+def evaluation(identifiers: Sequence[str], **changes: Any) -> tuple[EvaluationQuery, list[Any]]:
+    blinded = [blind(subject_key(i)) for i in identifiers]
+    query = EvaluationQuery(
+        request_id=secrets.token_bytes(16), sent_at=NOW, blinded=[b.element for b in blinded]
+    )
+    return dataclasses.replace(query, **changes), blinded
+
+
+def test_the_oprf_round_gives_the_values_the_probes_need(world: World) -> None:
+    listed = world.add(1)
+    holder = world.holder()
+    run(holder.refresh())
+    subjects = [listed, sample_uscc(ME, 2)]
+    query, blinded = evaluation(subjects)
+    evaluated = run(holder.evaluate(PEER, query))
+    values = [finalize(b, e) for b, e in zip(blinded, evaluated, strict=True)]
+    assert values == [oprf_key().value(subject_key(i)) for i in subjects]
+    assert usage(world) == 2  # one unit of the probe quota per blinded value
+    probe = make_probe(holder, subjects, values=values)
+    answer = run(holder.probe(PEER, probe.query))
+    found = read_answers(probe.plan, probe.secrets, probe.query.request_id, answer.answers)
+    assert found == [("watch-list",), ()]
+    assert usage(world) == 4
+    rows = world.audit.recent()
+    assert [(r.mode, r.subjects, r.ciphertexts, r.outcome) for r in rows[1:]] == [
+        (EVALUATE_MODE, 2, 0, "answered")
+    ]
+    text = json.dumps([dataclasses.asdict(r) for r in rows], default=str)
+    assert listed not in text and query.blinded[0].hex() not in text
+    # An evaluation is not a probe: no disclosure can cite it.
+    with pytest.raises(CreditNetError, match="no probe"):
+        holder.disclose(PEER, disclosure(query.request_id, listed))
+
+
+def _bad_evaluations() -> list[Any]:
+    good = blind("x").element
+    off_curve = next(
+        candidate for candidate in (bytes([i]) * 32 for i in range(256)) if not _on_curve(candidate)
+    )
+    return [
+        pytest.param({"blinded": []}, "1 to 3 blinded values", id="none"),
+        pytest.param({"blinded": [good] * 4}, "1 to 3 blinded values", id="too-many"),
+        pytest.param({"blinded": [good, good[:31]]}, "32 bytes", id="short"),
+        pytest.param({"blinded": [good + b"\x00"]}, "32 bytes", id="long"),
+        pytest.param({"blinded": [off_curve]}, "P-256 point", id="off-curve"),
+        pytest.param({"request_id": b"x"}, "request id", id="request-id"),
+        pytest.param({"sent_at": None}, "sent_at", id="no-time"),
+        pytest.param({"sent_at": NOW + dt.timedelta(hours=1)}, "clocks", id="skew"),
+    ]
+
+
+def _on_curve(candidate: bytes) -> bool:
+    try:
+        check_blinded([candidate])
+    except MatchingError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("changes", "message"), _bad_evaluations())
+def test_bad_evaluations_are_refused_before_any_work_or_charge(
+    world: World, changes: dict[str, Any], message: str
+) -> None:
+    world.limits = dataclasses.replace(world.limits, max_subjects_per_request=3)
+    world.add(1)
+    holder = world.holder()
+    run(holder.refresh())
+    query, _ = evaluation([sample_uscc(ME, 1)], **changes)
+    with pytest.raises(CreditNetError, match=message) as info:
+        run(holder.evaluate(PEER, query))
+    assert STATUS_FOR[info.value.code] is grpc.StatusCode.INVALID_ARGUMENT
+    assert usage(world) == 0
+    [row] = world.audit.recent()
+    assert (row.mode, row.outcome, row.reason) == (EVALUATE_MODE, "refused", info.value.message)
+
+
+def test_evaluations_count_against_the_quota_and_cannot_be_replayed(world: World) -> None:
+    world.limits = dataclasses.replace(world.limits, probes_per_peer_per_day=3)
+    world.add(1)
+    holder = world.holder()
+    run(holder.refresh())
+    query, _ = evaluation([sample_uscc(ME, i) for i in range(2)])
+    run(holder.evaluate(PEER, query))
+    with pytest.raises(CreditNetError, match="replay") as info:
+        run(holder.evaluate(PEER, query))
+    assert info.value.code is ErrorCode.ALREADY_EXISTS
+    over, _ = evaluation([sample_uscc(ME, i) for i in range(2)])
+    with pytest.raises(CreditNetError, match="resets at") as info:
+        run(holder.evaluate(PEER, over))
+    assert info.value.code is ErrorCode.RESOURCE_EXHAUSTED
+    assert usage(world) == 2
+    assert [r.outcome for r in world.audit.recent()] == ["refused", "refused", "answered"]
+
+
+def test_a_table_made_under_another_oprf_key_is_not_served_and_is_rebuilt(
+    world: World,
+) -> None:
+    subject = world.add(1)
+    holder = world.holder()
+    run(holder.refresh())
+    old = holder.header
+    assert old is not None
+    holder.close()
+    world.oprf_key = OprfKey.generate()  # e.g. keys/oprf.key lost and created afresh
+    again = world.holder()
+    again.load()
+    assert again.header is None  # its bins hold values no querier can obtain any more
+    assert run(again.refresh()) is True
+    assert again.header is not None and again.header.table_id != old.table_id
+    query, blinded = evaluation([subject])
+    [evaluated] = run(again.evaluate(PEER, query))
+    probe = make_probe(again, [subject], values=[finalize(blinded[0], evaluated)])
+    answer = run(again.probe(PEER, probe.query))
+    found = read_answers(probe.plan, probe.secrets, probe.query.request_id, answer.answers)
+    assert found == [("watch-list",)]
+
+
+def test_the_peer_api_adapts_evaluate_subjects(world: World) -> None:
+    subject = world.add(1)
+    holder = world.holder()
+    run(holder.refresh())
+    api = Api(holder)
+    blinded = blind(subject_key(subject))
+    request = matching_pb2.EvaluateSubjectsRequest(
+        request_id=secrets.token_bytes(16), blinded=[blinded.element]
+    )
+    request.sent_at.FromDatetime(NOW)
+    response = run(api.EvaluateSubjects(request, cast(Any, FakeContext())))
+    assert [finalize(blinded, e) for e in response.evaluated] == [
+        oprf_key().value(subject_key(subject))
+    ]
+    bad = matching_pb2.EvaluateSubjectsRequest()
+    bad.CopyFrom(request)
+    bad.request_id = secrets.token_bytes(16)
+    del bad.blinded[:]
+    bad.blinded.append(b"\x00" * 31)
+    context = FakeContext()
+    with pytest.raises(grpc.aio.AbortError):
+        run(api.EvaluateSubjects(bad, cast(Any, context)))
+    assert context.aborted[0][0] is grpc.StatusCode.INVALID_ARGUMENT
+    context = FakeContext()
+    with pytest.raises(grpc.aio.AbortError):
+        run(Api(None).EvaluateSubjects(request, cast(Any, context)))
+    assert context.aborted[0][0] is grpc.StatusCode.UNAVAILABLE

@@ -130,6 +130,64 @@ class GetMatchTableResponse(_message.Message):
 Global___GetMatchTableResponse: _TypeAlias = GetMatchTableResponse  # noqa: Y015
 
 @_typing.final
+class EvaluateSubjectsRequest(_message.Message):
+    """The OPRF round (docs/private-matching.md): the querier sends x(a·H(x)) for each subject,
+    the holder answers x(k·A) for each, in order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    BLINDED_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.bytes
+    """16 random bytes; the holder refuses a request id it has seen (replay)."""
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def blinded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Blinded subjects: 32-byte x-coordinates of P-256 points (at most the holder's
+        max_subjects_per_request).
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.bytes = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        blinded: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blinded", b"blinded", "request_id", b"request_id", "sent_at", b"sent_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateSubjectsRequest: _TypeAlias = EvaluateSubjectsRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateSubjectsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def evaluated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """x(k·A) for each blinded value, in the request's order (32 bytes each)."""
+
+    def __init__(
+        self,
+        *,
+        evaluated: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluated", b"evaluated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateSubjectsResponse: _TypeAlias = EvaluateSubjectsResponse  # noqa: Y015
+
+@_typing.final
 class ProbeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -91,6 +91,11 @@ class PeerServiceStub:
                 request_serializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableResponse.FromString,
                 _registered_method=True)
+        self.EvaluateSubjects = channel.unary_unary(
+                '/creditnet.v1.PeerService/EvaluateSubjects',
+                request_serializer=creditnet_dot_v1_dot_matching__pb2.EvaluateSubjectsRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_matching__pb2.EvaluateSubjectsResponse.FromString,
+                _registered_method=True)
         self.Probe = channel.unary_unary(
                 '/creditnet.v1.PeerService/Probe',
                 request_serializer=creditnet_dot_v1_dot_matching__pb2.ProbeRequest.SerializeToString,
@@ -192,6 +197,15 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateSubjects(self, request, context):
+        """EvaluateSubjects applies this node's OPRF key to the caller's blinded subjects: the
+        round before Probe that gives the caller the subject values its probes need (quota,
+        replay and audit checks first; one unit of the probe quota per value).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Probe(self, request, context):
         """Probe answers probe ciphertexts against this node's table (quota, replay and audit
         checks first).
@@ -264,6 +278,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.GetMatchTable,
                     request_deserializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_matching__pb2.GetMatchTableResponse.SerializeToString,
+            ),
+            'EvaluateSubjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateSubjects,
+                    request_deserializer=creditnet_dot_v1_dot_matching__pb2.EvaluateSubjectsRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_matching__pb2.EvaluateSubjectsResponse.SerializeToString,
             ),
             'Probe': grpc.unary_unary_rpc_method_handler(
                     servicer.Probe,
@@ -574,6 +593,33 @@ class PeerService:
             '/creditnet.v1.PeerService/GetMatchTable',
             creditnet_dot_v1_dot_matching__pb2.GetMatchTableRequest.SerializeToString,
             creditnet_dot_v1_dot_matching__pb2.GetMatchTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateSubjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.PeerService/EvaluateSubjects',
+            creditnet_dot_v1_dot_matching__pb2.EvaluateSubjectsRequest.SerializeToString,
+            creditnet_dot_v1_dot_matching__pb2.EvaluateSubjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,11 @@ class PeerServiceStub:
     """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
     changed since the caller's epoch.
     """
+    EvaluateSubjects: _grpc.UnaryUnaryMultiCallable[_matching_pb2.EvaluateSubjectsRequest, _matching_pb2.EvaluateSubjectsResponse]
+    """EvaluateSubjects applies this node's OPRF key to the caller's blinded subjects: the
+    round before Probe that gives the caller the subject values its probes need (quota,
+    replay and audit checks first; one unit of the probe quota per value).
+    """
     Probe: _grpc.UnaryUnaryMultiCallable[_matching_pb2.ProbeRequest, _matching_pb2.ProbeResponse]
     """Probe answers probe ciphertexts against this node's table (quota, replay and audit
     checks first).
@@ -121,6 +126,11 @@ class PeerServiceAsyncStub(PeerServiceStub):
     GetMatchTable: _aio.UnaryStreamMultiCallable[_matching_pb2.GetMatchTableRequest, _matching_pb2.GetMatchTableResponse]  # type: ignore[assignment]
     """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
     changed since the caller's epoch.
+    """
+    EvaluateSubjects: _aio.UnaryUnaryMultiCallable[_matching_pb2.EvaluateSubjectsRequest, _matching_pb2.EvaluateSubjectsResponse]  # type: ignore[assignment]
+    """EvaluateSubjects applies this node's OPRF key to the caller's blinded subjects: the
+    round before Probe that gives the caller the subject values its probes need (quota,
+    replay and audit checks first; one unit of the probe quota per value).
     """
     Probe: _aio.UnaryUnaryMultiCallable[_matching_pb2.ProbeRequest, _matching_pb2.ProbeResponse]  # type: ignore[assignment]
     """Probe answers probe ciphertexts against this node's table (quota, replay and audit
@@ -233,6 +243,17 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_matching_pb2.GetMatchTableResponse], _abc.AsyncIterator[_matching_pb2.GetMatchTableResponse]]:
         """GetMatchTable streams this node's signed encrypted matching table, whole or the bins
         changed since the caller's epoch.
+        """
+
+    @_abc_1.abstractmethod
+    def EvaluateSubjects(
+        self,
+        request: _matching_pb2.EvaluateSubjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matching_pb2.EvaluateSubjectsResponse, _abc.Awaitable[_matching_pb2.EvaluateSubjectsResponse]]:
+        """EvaluateSubjects applies this node's OPRF key to the caller's blinded subjects: the
+        round before Probe that gives the caller the subject values its probes need (quota,
+        replay and audit checks first; one unit of the probe quota per value).
         """
 
     @_abc_1.abstractmethod
