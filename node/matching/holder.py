@@ -588,34 +588,15 @@ class MatchHolder:
             check_blinded(query.blinded)
             self._admit(peer, query.request_id, "probes", count, query.sent_at)
         except CreditNetError as exc:
-            self._record_evaluation(peer, request, count, "refused", exc.message)
+            self._record(peer, request, EVALUATE_MODE, count, 0, "refused", exc.message)
             raise
         blinded = list(query.blinded)
         if count == 1:
             evaluated = evaluate(self._oprf_key, blinded)
         else:
             evaluated = await asyncio.to_thread(evaluate, self._oprf_key, blinded)
-        self._record_evaluation(peer, request, count, "answered", None)
+        self._record(peer, request, EVALUATE_MODE, count, 0, "answered", None)
         return evaluated
-
-    def _record_evaluation(
-        self, peer: str, request: str, count: int, outcome: str, reason: str | None
-    ) -> None:
-        try:
-            self._audit.record(
-                "received",
-                peer,
-                request or NO_REQUEST,
-                EVALUATE_MODE,
-                count,
-                0,
-                None,
-                outcome,
-                at=self._clock.now(),
-                reason=reason,
-            )
-        except Exception:
-            log.exception("could not write a matching audit record")
 
     # --- Probe ---------------------------------------------------------------------------
 
@@ -623,19 +604,20 @@ class MatchHolder:
         """Answer a peer's probes, after every check; audited whatever the outcome."""
         request = query.request_id.hex() if len(query.request_id) == REQUEST_ID_BYTES else ""
         mode = query.mode.value if query.mode is not None else "unspecified"
+        sizes = (query.subjects, len(query.ciphertexts))
         try:
             table = self._check_probe(peer, query)
             self._admit(peer, query.request_id, "probes", query.subjects, query.sent_at)
         except CreditNetError as exc:
-            self._record(peer, request, mode, query, "refused", exc.message)
+            self._record(peer, request, mode, *sizes, "refused", exc.message)
             raise
         layout = table.header.layout
         try:
             answer = await self._answer(layout, query)
         except MatchingError as exc:
-            self._record(peer, request, mode, query, "refused", exc.message)
+            self._record(peer, request, mode, *sizes, "refused", exc.message)
             raise
-        self._record(peer, request, mode, query, "answered", None)
+        self._record(peer, request, mode, *sizes, "answered", None)
         return answer
 
     def _check_probe(self, peer: str, query: ProbeQuery) -> _Table:
@@ -766,18 +748,20 @@ class MatchHolder:
         peer: str,
         request: str,
         mode: str,
-        query: ProbeQuery,
+        subjects: int,
+        ciphertexts: int,
         outcome: str,
         reason: str | None,
     ) -> None:
+        """Audit a probe or an evaluation round, whatever its outcome."""
         try:
             self._audit.record(
                 "received",
                 peer,
                 request or NO_REQUEST,
                 mode,
-                max(0, query.subjects),
-                len(query.ciphertexts),
+                max(0, subjects),
+                ciphertexts,
                 None,
                 outcome,
                 at=self._clock.now(),
