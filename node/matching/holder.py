@@ -367,10 +367,10 @@ class MatchHolder:
         if not self.kinds:
             return False
         async with self._lock:
-            basis = (
-                self._listings.version(self.city_code, self.kinds),
-                china_date(self._clock.now()),
-            )
+            # A count over the list (100,000 rows and more), every sync interval: not in the
+            # event loop, where it would hold up the probes being answered.
+            version = await asyncio.to_thread(self._listings.version, self.city_code, self.kinds)
+            basis = (version, china_date(self._clock.now()))
             table = self._table
             usable = table is not None and table.index is not None
             if usable and basis == self._basis:
