@@ -15,6 +15,9 @@ from federation.errors import InvalidInputError
 
 JSONValue = Any
 MAX_DOCUMENT_BYTES = 1024 * 1024
+#: The largest whole number a signed document may count to where a node stores it: what
+#: a signed 64-bit database column holds (versions, log indexes, sequences).
+MAX_STORED_INTEGER = 2**63 - 1
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 

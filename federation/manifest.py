@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from federation.canonical import canonical_bytes, parse_document
+from federation.canonical import MAX_STORED_INTEGER, canonical_bytes, parse_document
 from federation.clock import format_utc, parse_utc
 from federation.errors import (
     BadVersionNumberError,
@@ -121,7 +121,7 @@ def members_suite(members: Iterable[Member]) -> str:
 
 
 #: The highest manifest version: what a signed 64-bit database column holds.
-MAX_VERSION = 2**63 - 1
+MAX_VERSION = MAX_STORED_INTEGER
 
 
 def _is_grade(grade: object) -> bool:

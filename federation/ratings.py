@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from federation.canonical import canonical_bytes, parse_document
+from federation.canonical import MAX_STORED_INTEGER, canonical_bytes, parse_document
 from federation.clock import china_date
 from federation.errors import (
     CommonScaleMismatchError,
@@ -67,7 +67,7 @@ MAX_EVIDENCE_CHARS = 200
 MAX_POINTS = 10**9
 MAX_AGE_DAYS = 100 * 365
 DEFAULT_MAX_AGE_DAYS = 365
-MAX_VERSION = 2**63 - 1
+MAX_VERSION = MAX_STORED_INTEGER
 
 ScaleKind = Literal["grades", "points"]
 SCALE_KINDS: tuple[ScaleKind, ...] = ("grades", "points")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from federation.canonical import canonical_bytes, parse_document
+from federation.canonical import MAX_STORED_INTEGER, canonical_bytes, parse_document
 from federation.clock import china_date, format_utc, parse_utc
 from federation.errors import (
     ConflictError,
@@ -61,7 +61,7 @@ ENTRY_ID_HEX = 32
 #: An envelope is a few hundred bytes; a bound keeps hostile input cheap to refuse.
 MAX_ENVELOPE_BYTES = 4096
 MAX_BODY_BYTES = 256 * 1024
-MAX_INDEX = 2**63 - 1  # fits a signed 64-bit column
+MAX_INDEX = MAX_STORED_INTEGER
 MAX_PUBLICITY_DAYS = 100 * 365
 MAX_MEASURES = 50
 

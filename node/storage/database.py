@@ -44,6 +44,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from federation.canonical import MAX_STORED_INTEGER
 from federation.errors import InvalidInputError, StorageError
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
@@ -56,7 +57,7 @@ POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 _MIGRATION_LOCK_KEY: Final = 0x63726564_69746E65  # "creditne"
 #: The largest integer a column holds: SQLite's INTEGER and PostgreSQL's BIGINT are signed
 #: 64-bit, while a protobuf uint64 goes up to 2**64 - 1.
-MAX_INTEGER: Final = 2**63 - 1
+MAX_INTEGER: Final = MAX_STORED_INTEGER
 # Execution option read by the SQLite "begin" hook below.
 _SQLITE_BEGIN: Final = "credit_node_sqlite_begin"
 
