@@ -606,6 +606,58 @@ def ciphertexts_for(layout: TableLayout, subjects: int) -> int:
     return max(0, min(probes, padded))
 
 
+#: The fixed fields of a probe request (id, time, table id, epoch, mode, count), with room.
+_PROBE_HEADER_BYTES = 512
+_POINT_BYTES = 32  # an X25519 value of the count-only mode
+
+
+def _field_bytes(value_bytes: int) -> int:
+    """One value of a repeated ``bytes`` field on the wire: tag, length (a varint), value."""
+    return 1 + (value_bytes.bit_length() + 6) // 7 + value_bytes
+
+
+def probe_message_bytes(layout: TableLayout, subjects: int, *, count_only: bool) -> int:
+    """An upper bound of the larger of a probe request for ``subjects`` subjects and its
+    answer, in bytes on the wire: what must fit in one gRPC message.
+
+    Membership mode sends the probe ciphertexts and gets one digest per slot back. Count-only
+    mode also sends every digest a hit could produce, ``2^kinds - 1`` per probe, blinded, and
+    gets them back blinded twice with the holder's slot digests: with six kinds that is about
+    6.4 KB per subject, so the batch must be cut finer than in membership mode.
+    """
+    ciphertexts = ciphertexts_for(layout, subjects)
+    slots = layout.slots_per_ciphertext
+    request = _PROBE_HEADER_BYTES + ciphertexts * _field_bytes(layout.ciphertext_bytes)
+    if not count_only:
+        return max(request, ciphertexts * _field_bytes(slots * ANSWER_BYTES))
+    expected = HASH_FUNCTIONS * subjects * ((1 << len(layout.kinds)) - 1)
+    point = _field_bytes(_POINT_BYTES)
+    return max(request + expected * point, (expected + ciphertexts * slots) * point)
+
+
+def subjects_per_request(
+    layout: TableLayout, *, count_only: bool, most: int, max_message_bytes: int
+) -> int:
+    """How many subjects one probe request may carry: at most ``most``, and few enough that
+    the request and its answer fit in ``max_message_bytes`` (:func:`probe_message_bytes`).
+
+    Raises :class:`MatchingError` when not even one subject fits.
+    """
+    if probe_message_bytes(layout, 1, count_only=count_only) > max_message_bytes:
+        raise MatchingError(
+            f"a probe for one subject needs more than {max_message_bytes} bytes, the largest "
+            "message allowed: raise [limits] max_message_bytes"
+        )
+    low, high = 1, max(1, most)  # the answer is in [low, high]; the size grows with subjects
+    while low < high:
+        middle = (low + high + 1) // 2
+        if probe_message_bytes(layout, middle, count_only=count_only) <= max_message_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def plan_probes(
     layout: TableLayout, subject_keys: Sequence[str], subject_values: Sequence[int]
 ) -> ProbePlan:

@@ -17,6 +17,7 @@ from creditnet.v1 import client_pb2, client_pb2_grpc, lists_pb2, matching_pb2, r
 from federation.errors import (
     AlreadyExistsError,
     CreditNetError,
+    ErrorCode,
     FailedPreconditionError,
     InvalidInputError,
     NotFoundError,
@@ -28,6 +29,7 @@ from federation.errors import (
 from federation.member import tls_server_name
 from node.config import NodeConfig, client_target
 from node.keystore import read_public, read_secret
+from node.service.errors import domain_code
 
 #: Recording up to 1000 changes is one database transaction and a log append per change;
 #: it is given longer than a query.
@@ -275,6 +277,14 @@ class NodeClient:
     def _error(self, exc: grpc.RpcError) -> CreditNetError:
         code = exc.code() if isinstance(exc, grpc.Call) else None
         details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+        domain = domain_code(exc)
+        if domain is ErrorCode.UNAVAILABLE:  # the node answered: a city it asked did not
+            return UnavailableError(details)
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and domain is None:  # not a quota
+            return InvalidInputError(
+                f"a message was larger than this client or the node accepts: {details}",
+                hint="send fewer items at once, or raise [limits] max_message_bytes",
+            )
         error = _ERROR_FOR.get(code) if code is not None else None
         if error is not None:
             return error(details)

@@ -38,6 +38,7 @@ from creditnet.v1 import matching_pb2
 from federation.clock import Clock, china_date
 from federation.errors import (
     CreditNetError,
+    ErrorCode,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -59,6 +60,7 @@ from federation.matching import (
     finalize,
     plan_probes,
     read_answers,
+    subjects_per_request,
     verify_table_header,
 )
 from federation.member import check_city_code
@@ -69,6 +71,7 @@ from node.matching.keys import subject_key
 from node.matching.pool import MatchingPool
 from node.matching.tables import OWN_DIR, PEERS_DIR, TableStore
 from node.peers import PeerLinks
+from node.service.errors import domain_code
 from node.storage.matching import MatchAuditRepository
 from node.trust import TrustStore
 
@@ -181,6 +184,7 @@ class MatchQuerier:
         clock: Clock,
         max_subjects_per_request: int,
         residue_pool_size: int,
+        max_message_bytes: int,
     ) -> None:
         self._me = city_code
         self._root = home / PEERS_DIR
@@ -191,6 +195,7 @@ class MatchQuerier:
         self._audit = audit
         self._clock = clock
         self._max_subjects = max(1, max_subjects_per_request)
+        self._max_message_bytes = max_message_bytes
         self._pool_size = residue_pool_size
         self._peers: dict[str, _Peer] = {}
         self._active = 0  # queries running: the pool is refilled only when none is
@@ -477,7 +482,9 @@ class MatchQuerier:
         progress: ProgressCallback | None = None,
     ) -> BatchResult:
         """Screen many subjects against one city, in requests of at most
-        ``max_subjects_per_request`` distinct subjects; ``progress(done, total)`` after each."""
+        ``max_subjects_per_request`` distinct subjects, and fewer when a request or its answer
+        would not fit in one message (count-only mode against many list kinds:
+        :func:`subjects_per_request`); ``progress(done, total)`` after each."""
         if not identifiers:
             raise InvalidInputError("no subjects given")
         self._check_peer(city)
@@ -486,21 +493,22 @@ class MatchQuerier:
         for index, key in enumerate(keys):
             positions.setdefault(key, []).append(index)
         distinct = list(positions)
-        chunks = [
-            distinct[i : i + self._max_subjects]
-            for i in range(0, len(distinct), self._max_subjects)
-        ]
         result = BatchResult(total=len(identifiers), hits=[], hit_count=0, request_ids=[])
         done = 0
         self._active += 1
         prefetch: asyncio.Task[None] | None = None
         try:
-            for number, chunk in enumerate(chunks):
+            # Each request is sized on the table held when it is cut (a new table may cover
+            # more kinds).
+            chunk = distinct[: await self._request_size(city, mode)]
+            at = len(chunk)
+            while chunk:
                 if prefetch is not None:
                     await prefetch
-                if number + 1 < len(chunks):
+                following = distinct[at : at + await self._request_size(city, mode)]
+                if following:
                     # The next request's randomness is computed while this one is answered.
-                    prefetch = asyncio.create_task(self._prefetch(city, len(chunks[number + 1])))
+                    prefetch = asyncio.create_task(self._prefetch(city, len(following)))
                 answer = await self._probe(city, chunk, mode)
                 if answer.outcome is Outcome.REFUSED:
                     raise QuotaExceededError(f"{city} refused: {answer.detail}")
@@ -516,6 +524,8 @@ class MatchQuerier:
                 done += sum(len(positions[key]) for key in chunk)
                 if progress is not None:
                     await progress(done, result.total)
+                chunk = following
+                at += len(chunk)
         finally:
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -525,6 +535,24 @@ class MatchQuerier:
             result.hits.sort()
             result.hit_count = len(result.hits)
         return result
+
+    async def _request_size(self, city: str, mode: MatchMode) -> int:
+        """How many subjects the next request to ``city`` carries: ``max_subjects_per_request``,
+        or fewer so that it and its answer fit in one message with the table held (fetched
+        first if none is)."""
+        peer = self._peer(city)
+        header = peer.header
+        if header is None:
+            try:
+                header = await self.replicate(city)
+            except CreditNetError as exc:
+                raise UnavailableError(f"{city}: no matching table: {_reason(exc)}") from None
+        return subjects_per_request(
+            header.layout,
+            count_only=mode is MatchMode.COUNT,
+            most=self._max_subjects,
+            max_message_bytes=self._max_message_bytes,
+        )
 
     async def _prefetch(self, city: str, subjects: int) -> None:
         """Pool the ``r^n`` a request for ``subjects`` subjects to ``city`` will need."""
@@ -670,10 +698,12 @@ class MatchQuerier:
     ) -> tuple[_ProbeAnswer, bool]:
         detail = _describe(exc)
         code = exc.code()
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if domain_code(exc) is ErrorCode.RESOURCE_EXHAUSTED:  # the peer's daily quota
             peer.refused_on = self._clock.now().date()
             audit.record("refused", reason=detail)
             return _ProbeAnswer(Outcome.REFUSED, detail=exc.details() or detail), False
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            detail = _too_large(exc)
         audit.record("failed", reason=detail)
         stale = code is grpc.StatusCode.FAILED_PRECONDITION
         return _ProbeAnswer(Outcome.UNAVAILABLE, detail=detail), stale
@@ -873,6 +903,14 @@ def _describe(exc: grpc.aio.AioRpcError) -> str:
     return f"{name}: {exc.details() or ''}"[:MAX_DETAIL_CHARS]
 
 
+def _too_large(exc: grpc.aio.AioRpcError) -> str:
+    """RESOURCE_EXHAUSTED from gRPC itself, not from the peer: a message over a size limit."""
+    return (
+        "a message was larger than this node or the peer accepts ([limits] max_message_bytes, "
+        f"best the same in every city): {_describe(exc)}"
+    )[:MAX_DETAIL_CHARS]
+
+
 def _reason(exc: Exception) -> str:
     text = exc.message if isinstance(exc, CreditNetError) else type(exc).__name__
     return text[:MAX_DETAIL_CHARS]
@@ -882,7 +920,7 @@ def _disclose_error(city: str, exc: grpc.aio.AioRpcError) -> CreditNetError:
     code, details = exc.code(), exc.details() or ""
     if code is grpc.StatusCode.NOT_FOUND:
         return NotFoundError(f"{city}: {details}")
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+    if domain_code(exc) is ErrorCode.RESOURCE_EXHAUSTED:
         return QuotaExceededError(f"{city} refused: {details}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         return InvalidInputError(f"{city} refused the request: {details}")

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -44,7 +43,7 @@ from node.service.convert import (
     timestamp,
     view_to_wire,
 )
-from node.service.errors import STATUS_FOR, translate_errors
+from node.service.errors import translate_errors, translate_stream_errors
 from node.storage.repositories import EventRepository, PeerContactRepository
 from node.trust import TrustStore
 
@@ -439,10 +438,12 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         answers = await self._matching.match_one(request.subject_id, cities)
         return matching_pb2.MatchOneResponse(cities=[_city_match(a) for a in answers])
 
+    @translate_stream_errors
     async def MatchBatch(
         self, request: matching_pb2.MatchBatchRequest, context: Any
     ) -> AsyncIterator[matching_pb2.MatchBatchResponse]:
         """Progress after every request to the peer, then the results (done = true)."""
+        city, mode = _batch_arguments(request)
         queue: asyncio.Queue[matching_pb2.MatchBatchResponse | None] = asyncio.Queue()
 
         async def progress(done: int, total: int) -> None:
@@ -450,7 +451,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
                 matching_pb2.MatchBatchResponse(done_subjects=done, total_subjects=total)
             )
 
-        async def run(city: str, mode: MatchMode) -> BatchResult:
+        async def run() -> BatchResult:
             try:
                 return await self._matching.match_batch(
                     list(request.subject_ids), city, mode, progress
@@ -458,27 +459,11 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
             finally:
                 await queue.put(None)
 
-        try:
-            city, mode = _batch_arguments(request)
-        except CreditNetError as exc:
-            await context.abort(STATUS_FOR[exc.code], exc.message)
-            return
-        task = asyncio.create_task(run(city, mode))
+        task = asyncio.create_task(run())
         try:
             while (message := await queue.get()) is not None:
                 yield message
             result = await task
-        except CreditNetError as exc:
-            log.info(
-                "request refused", extra={"fields": {"rpc": "MatchBatch", "error": exc.code.value}}
-            )
-            await context.abort(STATUS_FOR[exc.code], exc.message)
-            return
-        except Exception:
-            reference = secrets.token_hex(4)
-            log.exception("internal error", extra={"fields": {"reference": reference}})
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
-            return
         finally:
             if not task.done():
                 task.cancel()

@@ -4,6 +4,11 @@ Servicer methods are wrapped with :func:`translate_errors` (streaming ones with
 :func:`translate_stream_errors`): a :class:`CreditNetError` becomes its status code with
 its message (messages are written to be safe to show); anything else becomes INTERNAL
 with a generic message and a reference, while the details go to the log.
+
+A refusal by this code also carries its domain code in the trailing metadata
+(:data:`ERROR_CODE_KEY`): a caller can tell a peer's refusal, such as its daily quota, from
+the same status code raised by gRPC itself, such as RESOURCE_EXHAUSTED for a message over the
+size limit (:func:`domain_code`).
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -36,6 +41,9 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Request, Response]
 Method = Callable[[Any, Request, Context[Request, Response]], Awaitable[Response]]
+#: Trailing metadata key: the :class:`ErrorCode` name of a domain refusal.
+ERROR_CODE_KEY = "credit-error"
+
 StreamMethod = Callable[[Any, Request, Context[Request, Response]], AsyncIterator[Response]]
 
 
@@ -75,7 +83,25 @@ async def _abort(rpc: str, exc: Exception, context: Context[Any, Any]) -> None:
         raise exc
     if isinstance(exc, CreditNetError):
         log.info("request refused", extra={"fields": {"rpc": rpc, "error": exc.code.value}})
-        await context.abort(STATUS_FOR[exc.code], exc.message)
+        await context.abort(
+            STATUS_FOR[exc.code], exc.message, trailing_metadata=((ERROR_CODE_KEY, exc.code.name),)
+        )
     reference = secrets.token_hex(4)
     log.exception("internal error", extra={"fields": {"reference": reference}}, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
+
+
+def domain_code(exc: grpc.RpcError) -> ErrorCode | None:
+    """The domain error a node refused a call with (:data:`ERROR_CODE_KEY`), or ``None`` when
+    gRPC itself ended the call: an unreachable node, a message over the size limit."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    code = getattr(exc, "code", None)
+    if not callable(trailing) or not callable(code):
+        return None
+    # (key, value) pairs: grpc.aio.Metadata, or a tuple of pairs from the blocking API.
+    pairs = cast(Iterable[tuple[str, object]], trailing() or ())
+    for key, value in pairs:
+        if key == ERROR_CODE_KEY and isinstance(value, str) and value in ErrorCode.__members__:
+            found = ErrorCode[value]
+            return found if STATUS_FOR[found] is code() else None
+    return None

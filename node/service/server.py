@@ -204,6 +204,7 @@ async def _run(
         clock=clock,
         max_subjects_per_request=config.matching_max_subjects_per_request,
         residue_pool_size=config.matching_residue_pool_size,
+        max_message_bytes=config.max_message_bytes,
     )
     await querier.load()
     links.on_reachable(querier.schedule)

@@ -6,6 +6,7 @@ and 1024-bit Paillier keys so that key generation stays quick.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
@@ -64,12 +65,16 @@ def form_federation(root: Path, cities: list[str]) -> Federation:
     return Federation(root, nodes, signed)
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    """Three member nodes, running, all connected. Tests may change the manifest version
-    but leave every node running."""
-    fed = form_federation(tmp_path_factory.mktemp("federation"), CITIES)
+@contextlib.contextmanager
+def running_federation(
+    root: Path, cities: list[str], configure: Callable[[Path, str], None] | None = None
+) -> Iterator[Federation]:
+    """:func:`form_federation`, each node's ``node.toml`` then given to ``configure`` (with
+    its city code), every node started and connected; stopped cleanly at the end."""
+    fed = form_federation(root, cities)
     for node in fed.nodes:
+        if configure is not None:
+            configure(node.config.config_path, node.member.city_code)
         start(node)
     try:
         wait_for(lambda: all_reachable(fed.nodes, 1), timeout_s=60)
@@ -77,3 +82,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     finally:
         codes = stop(fed.nodes)
         assert codes == [0] * len(codes), f"nodes did not stop cleanly: {codes}"
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Three member nodes, running, all connected. Tests may change the manifest version
+    but leave every node running."""
+    with running_federation(tmp_path_factory.mktemp("federation"), CITIES) as fed:
+        yield fed

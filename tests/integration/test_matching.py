@@ -20,10 +20,9 @@ from federation.errors import InvalidInputError, QuotaExceededError
 from federation.subjects import resident_id_check_char, uscc_check_char
 from node.cli.main import main
 from node.client import NodeClient
-from node.demo import all_reachable, start, stop
 from node.storage.database import open_database
 from node.storage.matching import MatchAuditRepository
-from tests.integration.conftest import Federation, form_federation, wait_for
+from tests.integration.conftest import Federation, running_federation, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -73,16 +72,9 @@ def _configure(path: Path, city: str) -> None:
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    federation = form_federation(tmp_path_factory.mktemp("matching"), [QINGDAO, YANTAI, WEIHAI])
-    for node in federation.nodes:
-        _configure(node.config.config_path, node.member.city_code)
-        start(node)
-    try:
-        wait_for(lambda: all_reachable(federation.nodes, 1), timeout_s=60)
+    root = tmp_path_factory.mktemp("matching")
+    with running_federation(root, [QINGDAO, YANTAI, WEIHAI], _configure) as federation:
         yield federation
-    finally:
-        codes = stop(federation.nodes)
-        assert codes == [0, 0, 0], f"nodes did not stop cleanly: {codes}"
 
 
 def client(fed: Federation, city: str) -> NodeClient:

@@ -881,7 +881,9 @@ class FakeContext:
     def __init__(self) -> None:
         self.aborted: list[tuple[grpc.StatusCode, str]] = []
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: object = ()
+    ) -> None:
         self.aborted.append((code, details))
         raise grpc.aio.AbortError()
 

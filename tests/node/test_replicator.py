@@ -72,7 +72,9 @@ class CallerContext:
     def auth_context(self) -> dict[str, list[bytes]]:
         return {"x509_pem_cert": [CITIES[JINAN].member.tls_certificate.encode("ascii")]}
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: object = ()
+    ) -> None:
         raise grpc.aio.AbortError(f"{code.name}: {details}")
 
 

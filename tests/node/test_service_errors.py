@@ -13,7 +13,13 @@ import pytest
 
 from federation import errors
 from federation.errors import CreditNetError, ErrorCode, InvalidInputError
-from node.service.errors import STATUS_FOR, translate_errors, translate_stream_errors
+from node.service.errors import (
+    ERROR_CODE_KEY,
+    STATUS_FOR,
+    domain_code,
+    translate_errors,
+    translate_stream_errors,
+)
 
 
 class FakeContext:
@@ -21,9 +27,16 @@ class FakeContext:
 
     def __init__(self) -> None:
         self.aborted: list[tuple[grpc.StatusCode, str]] = []
+        self.trailing: list[tuple[tuple[str, str], ...]] = []
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.aborted.append((code, details))
+        self.trailing.append(trailing_metadata)
         raise grpc.aio.AbortError()
 
 
@@ -86,6 +99,8 @@ def test_domain_error_becomes_its_status_with_its_message(
     assert context.aborted == [
         (STATUS_FOR[error_class.code], "member 370600 is not in the manifest")
     ]
+    # The refusal says it is one, so a caller can tell it from gRPC's own status codes.
+    assert context.trailing == [((ERROR_CODE_KEY, error_class.code.name),)]
 
 
 @pytest.mark.parametrize(
@@ -117,6 +132,7 @@ def test_unexpected_exception_becomes_internal_without_details(
     assert secret not in details
     assert "hunter2" not in details
     assert "RuntimeError" not in details
+    assert context.trailing == [()]
     # The details go to the log, under the same reference.
     reference = details.rsplit(" ", 1)[-1].rstrip(")")
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -196,3 +212,44 @@ def test_an_unexpected_error_in_a_stream_becomes_internal_without_details() -> N
     ((status, details),) = context.aborted
     assert status == grpc.StatusCode.INTERNAL
     assert "reference" in details and secret not in details
+
+
+# --- telling a node's refusal from gRPC's own status codes --------------------------------
+
+
+class FailedCall(grpc.RpcError):
+    """What a client holds after a failed call: its code and trailing metadata."""
+
+    def __init__(self, status: grpc.StatusCode, *metadata: tuple[str, str | bytes]) -> None:
+        self.status, self.metadata = status, metadata
+
+    def code(self) -> grpc.StatusCode:
+        return self.status
+
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return self.metadata
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_a_refusal_is_read_back_as_its_domain_code(code: ErrorCode) -> None:
+    assert domain_code(FailedCall(STATUS_FOR[code], (ERROR_CODE_KEY, code.name))) is code
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        # gRPC's own RESOURCE_EXHAUSTED (a message over the size limit) is no quota refusal.
+        FailedCall(grpc.StatusCode.RESOURCE_EXHAUSTED),
+        FailedCall(grpc.StatusCode.RESOURCE_EXHAUSTED, ("other-key", "RESOURCE_EXHAUSTED")),
+        FailedCall(grpc.StatusCode.UNAVAILABLE, (ERROR_CODE_KEY, "NO_SUCH_CODE")),
+        FailedCall(grpc.StatusCode.UNAVAILABLE, (ERROR_CODE_KEY, b"UNAVAILABLE")),
+        # A mark that does not go with the status code is not believed.
+        FailedCall(grpc.StatusCode.UNAVAILABLE, (ERROR_CODE_KEY, "RESOURCE_EXHAUSTED")),
+    ],
+)
+def test_without_a_matching_mark_there_is_no_domain_code(call: FailedCall) -> None:
+    assert domain_code(call) is None
+
+
+def test_an_error_without_a_call_has_no_domain_code() -> None:
+    assert domain_code(grpc.RpcError()) is None
