@@ -81,6 +81,8 @@ _LONG = 4000
 _LABEL = 50
 _REGISTRATION_VALUE = 500
 _STATUS_REASON = 200
+#: The reason a status gives for a revocation whose reason the issuer no longer keeps.
+FORGOTTEN_REASON = "reason no longer kept: the report has expired"
 MAX_REGISTRATION = 50
 MAX_SECTION_ITEMS = 1000
 _FIRST_YEAR, _LAST_YEAR = 1970, 9000
@@ -1590,7 +1592,9 @@ class StatusList:
 
     ``revoked`` is the bitstring (bit ``i`` set: the report with status index ``i`` is
     revoked); ``superseded`` pairs an index with the number of the report that replaced it;
-    ``reasons`` gives each revoked index its reason. Pairs are kept sorted by index.
+    ``reasons`` gives a revoked index its reason: every revocation has one, until the issuer
+    forgets it once the report has expired (:meth:`revoke`), so that the list does not grow
+    without end. Pairs are kept sorted by index.
     ``encoded`` is the compressed form that is signed: computed here, or kept as received
     by :meth:`from_json`, so that a list compressed by another zlib still verifies.
     """
@@ -1623,9 +1627,9 @@ class StatusList:
         reasons = self._pairs(self.reasons, "reasons")
         for index, reason in reasons:
             _text(reason, f"reasons[{index}]", limit=_STATUS_REASON)
-        revoked_indices = _set_bits(self.revoked)
-        if [index for index, _reason in reasons] != revoked_indices:
-            raise ReportFormatError("reasons: every revoked index, and only those, has a reason")
+        revoked_indices = set(_set_bits(self.revoked))
+        if any(index not in revoked_indices for index, _reason in reasons):
+            raise ReportFormatError("reasons: only a revoked index has a reason")
         object.__setattr__(self, "superseded", superseded)
         object.__setattr__(self, "reasons", reasons)
         object.__setattr__(self, "encoded", _encode_bits(self.revoked))
@@ -1677,12 +1681,24 @@ class StatusList:
                 hint="grow the status list first",
             )
 
-    def revoke(self, index: int, reason: str, at: dt.datetime) -> StatusList:
-        """The next version, with the report at ``index`` revoked (吊销) for ``reason``."""
+    def revoke(
+        self, index: int, reason: str, at: dt.datetime, *, forget: Iterable[int] = ()
+    ) -> StatusList:
+        """The next version, with the report at ``index`` revoked (吊销) for ``reason``, and
+        the reasons of the revoked reports at ``forget`` dropped (the issuer forgets those of
+        expired reports: a verifier finds an expired report expired before it looks at its
+        status). Their revocations stay."""
         self._check_index(index)
         if _bit(self.revoked, index):
             raise ReportStatusError(f"the report with status index {index} is already revoked")
-        reasons = tuple(sorted((*self.reasons, (index, reason))))
+        dropped = set(forget)
+        kept = dict(self.reasons)
+        if not dropped <= kept.keys():
+            unknown = sorted(dropped - kept.keys())[:5]
+            raise ReportStatusError(f"no reason to forget at status indices {unknown}")
+        reasons = tuple(
+            sorted((*((i, r) for i, r in self.reasons if i not in dropped), (index, reason)))
+        )
         return self._next(at, revoked=_set_bit(self.revoked, index), reasons=reasons)
 
     def supersede(self, index: int, new_report_no: str, at: dt.datetime) -> StatusList:
@@ -1726,7 +1742,7 @@ class StatusList:
         index = report.status_index
         state = self.status_of(index)
         if state == "revoked":
-            reason = dict(self.reasons)[index]
+            reason = dict(self.reasons).get(index, FORGOTTEN_REASON)
             return ReportStatus(report.report_no, state, reason, None, self.updated_at)
         if state == "superseded":
             by = dict(self.superseded)[index]

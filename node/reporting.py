@@ -251,7 +251,12 @@ class ReportOffice:
         if not reason.strip():
             raise InvalidInputError("a revocation needs a reason")
         row = self._own_report(report_no)
-        status_list = self.status_list().revoke(row.status_index, reason.strip(), self._clock.now())
+        now = self._clock.now()
+        held = self.status_list()
+        # The reasons of expired reports are forgotten (their revocations stay): the list
+        # would otherwise grow with every revocation until it passed what readers accept.
+        expired = self._reports.expired_among((index for index, _ in held.reasons), now)
+        status_list = held.revoke(row.status_index, reason.strip(), now, forget=expired)
         self._store_status_list(sign_status_list(status_list, self._key))
         log.info("report revoked", extra={"fields": {"report_no": report_no}})
         return status_list.version

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -64,6 +64,18 @@ _SQLITE_BEGIN: Final = "credit_node_sqlite_begin"
 log = logging.getLogger(__name__)
 
 _URL_HINT: Final = "use sqlite:///path/to/node.db or postgresql://user:password@host:5432/database"
+
+
+T = TypeVar("T")
+
+#: Keys per ``IN (...)`` list: far below SQLite's bound-parameter limit on every version.
+IN_CHUNK: Final = 500
+
+
+def in_chunks(keys: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``keys`` in slices of at most ``size``, for one ``IN (...)`` query each."""
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
 
 
 def check_storable(value: int, *, field: str, what: str) -> int:

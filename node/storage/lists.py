@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, tuple_, update
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
 from federation.errors import FailedPreconditionError
-from node.storage.database import Database, PlannerStatistics
+from node.storage.database import Database, PlannerStatistics, in_chunks
 from node.storage.repositories import truncate
 from node.storage.schema import (
     LOG_BLOCK_LEAVES,
@@ -42,8 +42,6 @@ from node.storage.schema import (
 )
 
 HASH_SIZE: Final = 32  # SHA-256
-# Keys per IN (...) list: far below SQLite's bound-parameter limit on every version.
-_IN_CHUNK: Final = 500
 
 
 def _require_aware(name: str, value: dt.datetime | None) -> None:
@@ -256,7 +254,7 @@ class LogRepository:
                 if stored != expected_size:
                     raise _size_mismatch(origin, expected_size, stored)
                 # Before the batch is inserted: what is withdrawn is what was stored before.
-                for chunk in _chunks(list(dict.fromkeys(withdrawn)), _IN_CHUNK):
+                for chunk in in_chunks(list(dict.fromkeys(withdrawn))):
                     _withdraw(connection, origin, chunk)
                 if leaf_rows:
                     connection.execute(insert(log_leaves), leaf_rows)
@@ -330,7 +328,7 @@ class LogRepository:
         """The entries among ``entry_ids`` of which a leaf is stored with its body."""
         found: set[str] = set()
         with self._db.read() as connection:
-            for chunk in _chunks(list(dict.fromkeys(entry_ids)), _IN_CHUNK):
+            for chunk in in_chunks(list(dict.fromkeys(entry_ids))):
                 found.update(
                     connection.execute(
                         select(log_leaves.c.entry_id)
@@ -448,7 +446,7 @@ class EntryRepository:
         unique = list(dict.fromkeys(entry_ids))
         found: dict[str, EntryRow] = {}
         with self._db.read() as connection:
-            for chunk in _chunks(unique, _IN_CHUNK):
+            for chunk in in_chunks(unique):
                 rows = connection.execute(
                     select(list_entries).where(
                         list_entries.c.origin == origin, list_entries.c.entry_id.in_(chunk)
@@ -517,11 +515,6 @@ class EntryRepository:
 
 
 _PAGE_KEY: Final = (list_entries.c.origin, list_entries.c.list_kind, list_entries.c.entry_id)
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # --- replica sync status and split views --------------------------------------------------

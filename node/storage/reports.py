@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
-from node.storage.database import Database
+from node.storage.database import Database, in_chunks
 from node.storage.schema import (
     issued_reports,
     rating_statements,
@@ -267,6 +267,22 @@ class ReportRepository:
                 select(issued_reports).where(issued_reports.c.report_no == report_no)
             ).one_or_none()
         return None if row is None else _report(row)
+
+    def expired_among(self, status_indices: Iterable[int], now: dt.datetime) -> set[int]:
+        """Those of ``status_indices`` whose report's validity ended before ``now``."""
+        _require_aware("now", now)
+        found: set[int] = set()
+        with self._db.read() as connection:
+            for chunk in in_chunks(sorted(set(status_indices))):
+                found.update(
+                    connection.execute(
+                        select(issued_reports.c.status_index).where(
+                            issued_reports.c.status_index.in_(chunk),
+                            issued_reports.c.valid_until < now,
+                        )
+                    ).scalars()
+                )
+        return found
 
     def count_issued_on(self, day_prefix: str) -> int:
         """How many stored report numbers start with ``day_prefix`` (``"370200-20261202-"``).

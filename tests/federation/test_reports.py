@@ -27,6 +27,7 @@ from federation.errors import (
 )
 from federation.manifest import Manifest, SignedManifest, TrustedChain, build_manifest, next_version
 from federation.reports import (
+    FORGOTTEN_REASON,
     MAX_REPORT_BYTES,
     REPORT_TYPE,
     CreditReport,
@@ -675,12 +676,32 @@ def test_status_list_checks_its_fields() -> None:
         new_list().supersede(1, "370600-20260601-000001", ISSUED)
     with pytest.raises(ReportFormatError, match="reasons"):
         new_list().revoke(1, "", ISSUED)
-    with pytest.raises(ReportFormatError, match="reasons"):
-        dataclasses.replace(new_list(), revoked=b"\x80" + bytes(7))
+    with pytest.raises(ReportFormatError, match="only a revoked index has a reason"):
+        dataclasses.replace(new_list().revoke(1, "x", ISSUED), revoked=bytes(8))
     with pytest.raises(ReportFormatError, match="size"):
         StatusList.new(issuer=QINGDAO, at=ISSUED, size=12)
     with pytest.raises(ReportStatusError, match="370600"):
         new_list().status_for(full_report(issuer=YANTAI, report_no="370600-20260601-000017"))
+
+
+def test_the_reasons_of_expired_reports_can_be_forgotten_and_their_revocations_stay() -> None:
+    held = new_list().revoke(3, "出具有误", ISSUED).revoke(17, "申请人提供虚假材料", ISSUED)
+    later = ISSUED + YEAR
+    pruned = held.revoke(40, "重复出具", later, forget=[3, 17])
+    assert pruned.version == held.version + 1
+    assert pruned.reasons == ((40, "重复出具"),)
+    assert [pruned.status_of(i) for i in (3, 17, 40)] == ["revoked"] * 3
+    third = full_report(report_no=report_number(QINGDAO, ISSUED, 3), status_index=3)
+    status = pruned.status_for(third)
+    assert (status.state, status.reason) == ("revoked", FORGOTTEN_REASON)
+    # A peer holding the longer list takes the pruned one: nothing was un-revoked.
+    assert accept_status_list(held, pruned) is pruned
+    # And the pruned list is a signed document like any other.
+    signed = sign_status_list(pruned, CITIES[QINGDAO].key).to_bytes()
+    assert SignedStatusList.from_bytes(signed).status_list == pruned
+    # Only a reason the list holds can be forgotten.
+    with pytest.raises(ReportStatusError, match=r"no reason to forget at status indices \[5\]"):
+        held.revoke(40, "重复出具", later, forget=[3, 5])
 
 
 def test_status_list_grows() -> None:

@@ -29,7 +29,7 @@ from federation.reports import (
 )
 from node.reporting import STATUS_TTL, ReportOffice, Verification
 from node.storage import open_database
-from node.storage.reports import ReportRepository, StatusCheck
+from node.storage.reports import IssuedReport, ReportRepository, StatusCheck
 from node.storage.repositories import EventRepository, ManifestRepository
 from node.trust import TrustStore
 from tests.federation.conftest import YEAR, make_city
@@ -459,3 +459,40 @@ def test_a_change_the_status_list_has_no_room_for_is_refused_and_nothing_is_stor
     # Every list this node signed is one a reader accepts.
     assert kept is not None and len(kept.document) <= MAX_DOCUMENT_BYTES
     assert SignedStatusList.from_bytes(kept.document).status_list.version > 1
+
+
+def test_the_reasons_of_expired_reports_are_forgotten_to_make_room(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    reports = ReportRepository(database)
+    signed = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
+    first = signed.report.report_no
+    fill_own_list(qingdao, database, room=100)
+    filled = [index for index, _reason in qingdao.status_list().reasons]
+    # The ~1,700 revoked reports were issued for ten days.
+    for index in filled:
+        reports.add(
+            IssuedReport(
+                report_no=f"{QINGDAO}-20260601-{index:06d}",
+                status_index=index,
+                subject_id=COMPANY.id,
+                issued_at=NOW,
+                valid_until=NOW + dt.timedelta(days=10),
+                supersedes=None,
+                document=b"{}",
+            )
+        )
+    with pytest.raises(ReportStatusError, match="has no room for this change"):
+        qingdao.revoke(first, LONG_REASON)
+
+    # Once they have expired, their reasons make room: their revocations stay.
+    clock.advance(dt.timedelta(days=11))
+    qingdao.revoke(first, LONG_REASON)
+    status_list = qingdao.status_list()
+    index = signed.report.status_index
+    assert status_list.reasons == ((index, LONG_REASON),)
+    assert all(status_list.status_of(i) == "revoked" for i in (*filled, index))
+    assert qingdao.own_status(first).reason == LONG_REASON
+    stored = reports.status_list(QINGDAO)
+    assert stored is not None and len(stored.document) < 10_000

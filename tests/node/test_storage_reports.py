@@ -623,3 +623,16 @@ def test_mappings_are_replaced_only_by_newer_versions(db: Database) -> None:
     assert_aware_utc(ratings.mappings(YANTAI)[0].received_at)
     with pytest.raises(ValueError, match="starts at 1"):
         ratings.put_mapping(WEIHAI, "grades", 0, b"{}", T0)
+
+
+def test_expired_among_names_the_reports_whose_validity_ended(db: Database) -> None:
+    reports = ReportRepository(db)
+    for n in range(1, 701):  # more than one IN (...) list of indices
+        reports.add(report(n))  # valid until T0 + 30 days + n minutes
+    cut = T0 + dt.timedelta(days=30, minutes=600)
+    # Strictly before the cut; indices with no report, or not asked about, are not named.
+    assert reports.expired_among(range(0, 2000), cut) == set(range(1, 600))
+    assert reports.expired_among([5, 650, 699, 5000], cut) == {5}
+    assert reports.expired_among([], cut) == set()
+    with pytest.raises(ValueError, match="timezone-aware"):
+        reports.expired_among([1], cut.replace(tzinfo=None))
