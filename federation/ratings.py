@@ -608,9 +608,9 @@ class RatingStatement:
             )
         issued_on = _date(self.issued_on, f"{where}: issued_on")
         valid_until = _date(self.valid_until, f"{where}: valid_until")
-        if valid_until <= issued_on:
+        if valid_until < issued_on:  # the last valid day: a rating may hold for one day
             raise RatingError(
-                f"{where}: valid_until {valid_until} must be after issued_on {issued_on}"
+                f"{where}: valid_until {valid_until} must not be before issued_on {issued_on}"
             )
         _text(self.evidence_ref, f"{where}: evidence_ref", limit=MAX_EVIDENCE_CHARS)
 
