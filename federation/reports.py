@@ -1593,7 +1593,7 @@ class StatusList:
     ``revoked`` is the bitstring (bit ``i`` set: the report with status index ``i`` is
     revoked); ``superseded`` pairs an index with the number of the report that replaced it;
     ``reasons`` gives a revoked index its reason: every revocation has one, until the issuer
-    forgets it once the report has expired (:meth:`revoke`), so that the list does not grow
+    forgets it once the report has expired (:meth:`forget`), so that the list does not grow
     without end. Pairs are kept sorted by index.
     ``encoded`` is the compressed form that is signed: computed here, or kept as received
     by :meth:`from_json`, so that a list compressed by another zlib still verifies.
@@ -1681,25 +1681,26 @@ class StatusList:
                 hint="grow the status list first",
             )
 
-    def revoke(
-        self, index: int, reason: str, at: dt.datetime, *, forget: Iterable[int] = ()
-    ) -> StatusList:
-        """The next version, with the report at ``index`` revoked (吊销) for ``reason``, and
-        the reasons of the revoked reports at ``forget`` dropped (the issuer forgets those of
-        expired reports: a verifier finds an expired report expired before it looks at its
-        status). Their revocations stay."""
+    def revoke(self, index: int, reason: str, at: dt.datetime) -> StatusList:
+        """The next version, with the report at ``index`` revoked (吊销) for ``reason``."""
         self._check_index(index)
         if _bit(self.revoked, index):
             raise ReportStatusError(f"the report with status index {index} is already revoked")
-        dropped = set(forget)
-        kept = dict(self.reasons)
-        if not dropped <= kept.keys():
-            unknown = sorted(dropped - kept.keys())[:5]
-            raise ReportStatusError(f"no reason to forget at status indices {unknown}")
-        reasons = tuple(
-            sorted((*((i, r) for i, r in self.reasons if i not in dropped), (index, reason)))
-        )
+        reasons = tuple(sorted((*self.reasons, (index, reason))))
         return self._next(at, revoked=_set_bit(self.revoked, index), reasons=reasons)
+
+    def forget(self, indices: Iterable[int], at: dt.datetime) -> StatusList:
+        """The next version, without the reasons of the revoked reports at ``indices``; their
+        revocations stay. The issuer forgets the reasons of expired reports (a verifier
+        finds an expired report expired before it looks at its status), so that the list
+        does not grow with every revocation for good."""
+        dropped = set(indices)
+        held = dict(self.reasons)
+        if not dropped <= held.keys():
+            unknown = sorted(dropped - held.keys())[:5]
+            raise ReportStatusError(f"no reason to forget at status indices {unknown}")
+        kept = tuple(pair for pair in self.reasons if pair[0] not in dropped)
+        return self._next(at, reasons=kept)
 
     def supersede(self, index: int, new_report_no: str, at: dt.datetime) -> StatusList:
         """The next version, with the report at ``index`` replaced by ``new_report_no``."""

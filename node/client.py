@@ -29,7 +29,7 @@ from federation.errors import (
 from federation.member import tls_server_name
 from node.config import NodeConfig, client_target
 from node.keystore import read_public, read_secret
-from node.service.errors import domain_code
+from node.service.errors import domain_code, refused_by_quota
 
 #: Recording up to 1000 changes is one database transaction and a log append per change;
 #: it is given longer than a query.
@@ -280,7 +280,7 @@ class NodeClient:
         domain = domain_code(exc)
         if domain is ErrorCode.UNAVAILABLE:  # the node answered: a city it asked did not
             return UnavailableError(details)
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and domain is None:  # not a quota
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not refused_by_quota(exc):
             return InvalidInputError(
                 f"a message was larger than this client or the node accepts: {details}",
                 hint="send fewer items at once, or raise [limits] max_message_bytes",

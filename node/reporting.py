@@ -194,7 +194,7 @@ class ReportOffice:
             ratings=tuple(ratings),
         )
         signed = sign_report(report, self._key)
-        status_list = self.status_list()
+        status_list = self._status_list_to_change(now)
         if index >= status_list.size:
             status_list = status_list.grow(max(status_list.size * 2, index + 1), now)
         if old is not None:
@@ -233,6 +233,14 @@ class ReportOffice:
             return StatusList.new(issuer=self._me, at=self._clock.now())
         return SignedStatusList.from_bytes(stored.document).status_list
 
+    def _status_list_to_change(self, now: dt.datetime) -> StatusList:
+        """The status list a change starts from: the one held, less the reasons of revoked
+        reports that have expired (their revocations stay). Without this the list would
+        grow with every revocation until it passed what readers accept."""
+        held = self.status_list()
+        expired = self._reports.expired_among((index for index, _ in held.reasons), now)
+        return held.forget(expired, now) if expired else held
+
     def _store_status_list(self, signed: SignedStatusList) -> None:
         status_list = signed.status_list
         self._reports.put_status_list(
@@ -252,11 +260,7 @@ class ReportOffice:
             raise InvalidInputError("a revocation needs a reason")
         row = self._own_report(report_no)
         now = self._clock.now()
-        held = self.status_list()
-        # The reasons of expired reports are forgotten (their revocations stay): the list
-        # would otherwise grow with every revocation until it passed what readers accept.
-        expired = self._reports.expired_among((index for index, _ in held.reasons), now)
-        status_list = held.revoke(row.status_index, reason.strip(), now, forget=expired)
+        status_list = self._status_list_to_change(now).revoke(row.status_index, reason.strip(), now)
         self._store_status_list(sign_status_list(status_list, self._key))
         log.info("report revoked", extra={"fields": {"report_no": report_no}})
         return status_list.version

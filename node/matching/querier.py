@@ -38,7 +38,6 @@ from creditnet.v1 import matching_pb2
 from federation.clock import Clock, china_date
 from federation.errors import (
     CreditNetError,
-    ErrorCode,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -71,7 +70,7 @@ from node.matching.keys import subject_key
 from node.matching.pool import MatchingPool
 from node.matching.tables import OWN_DIR, PEERS_DIR, TableStore
 from node.peers import PeerLinks
-from node.service.errors import domain_code
+from node.service.errors import refused_by_quota
 from node.storage.matching import MatchAuditRepository
 from node.trust import TrustStore
 
@@ -151,7 +150,8 @@ class _ProbeAnswer:
     kinds: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
     count: int = 0
     detail: str = ""
-    request_id: bytes = b""
+    #: The probe requests that gave the answer (one, unless the table changed mid-batch).
+    request_ids: list[bytes] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -469,7 +469,7 @@ class MatchQuerier:
                 ),
                 kinds=answer.kinds[0] if answer.kinds else (),
                 detail=answer.detail,
-                request_id=answer.request_id,
+                request_id=answer.request_ids[0] if answer.request_ids else b"",
             )
             for city, answer in zip(targets, answers, strict=True)
         ]
@@ -514,7 +514,7 @@ class MatchQuerier:
                     raise QuotaExceededError(f"{city} refused: {answer.detail}")
                 if answer.outcome is Outcome.UNAVAILABLE:
                     raise UnavailableError(f"{city} did not answer: {answer.detail}")
-                result.request_ids.append(answer.request_id)
+                result.request_ids += answer.request_ids
                 if mode is MatchMode.COUNT:
                     result.hit_count += answer.count
                 else:
@@ -582,7 +582,7 @@ class MatchQuerier:
                     return _ProbeAnswer(
                         Outcome.UNAVAILABLE, detail=f"no matching table: {_reason(exc)}"
                     )
-            answer, stale = await self._probe_once(peer, header, keys, values, mode)
+            answer, stale = await self._probe_in_parts(peer, header, keys, values, mode)
             if not stale or attempt:
                 return answer
             try:
@@ -590,6 +590,37 @@ class MatchQuerier:
             except CreditNetError as exc:
                 return _ProbeAnswer(Outcome.UNAVAILABLE, detail=_reason(exc))
         raise AssertionError("unreachable")
+
+    async def _probe_in_parts(
+        self,
+        peer: _Peer,
+        header: TableHeader,
+        keys: Sequence[str],
+        values: Sequence[int],
+        mode: MatchMode,
+    ) -> tuple[_ProbeAnswer, bool]:
+        """:meth:`_probe_once`, in as many requests as ``header``'s table needs for each to
+        fit in one message: one, unless the table changed (more kinds) after the batch was
+        cut. The answers are joined; the first failure, or a stale table, ends it."""
+        try:
+            size = subjects_per_request(
+                header.layout,
+                count_only=mode is MatchMode.COUNT,
+                most=len(keys),
+                max_message_bytes=self._max_message_bytes,
+            )
+        except MatchingError as exc:
+            return _ProbeAnswer(Outcome.UNAVAILABLE, detail=exc.message), False
+        joined = _ProbeAnswer(Outcome.NO_HIT)
+        for start in range(0, len(keys), size):
+            part = slice(start, start + size)
+            answer, stale = await self._probe_once(peer, header, keys[part], values[part], mode)
+            if stale or answer.outcome is not Outcome.NO_HIT:
+                return answer, stale
+            joined.kinds += answer.kinds
+            joined.count += answer.count
+            joined.request_ids += answer.request_ids
+        return joined, False
 
     async def _evaluate(self, peer: _Peer, keys: Sequence[str]) -> list[int] | _ProbeAnswer:
         """The OPRF round: ``v(x)`` of every key from ``peer``, or why not (audited).
@@ -688,7 +719,7 @@ class MatchQuerier:
         except MatchingError as exc:
             audit.record("failed", reason=exc.message)
             return _ProbeAnswer(Outcome.UNAVAILABLE, detail=exc.message), False
-        answer.request_id = request_id
+        answer.request_ids = [request_id]
         hits = answer.count if mode is MatchMode.COUNT else sum(1 for k in answer.kinds if k)
         audit.record("answered", hits=hits)
         return answer, False
@@ -698,7 +729,7 @@ class MatchQuerier:
     ) -> tuple[_ProbeAnswer, bool]:
         detail = _describe(exc)
         code = exc.code()
-        if domain_code(exc) is ErrorCode.RESOURCE_EXHAUSTED:  # the peer's daily quota
+        if refused_by_quota(exc):  # the peer's daily quota
             peer.refused_on = self._clock.now().date()
             audit.record("refused", reason=detail)
             return _ProbeAnswer(Outcome.REFUSED, detail=exc.details() or detail), False
@@ -920,7 +951,7 @@ def _disclose_error(city: str, exc: grpc.aio.AioRpcError) -> CreditNetError:
     code, details = exc.code(), exc.details() or ""
     if code is grpc.StatusCode.NOT_FOUND:
         return NotFoundError(f"{city}: {details}")
-    if domain_code(exc) is ErrorCode.RESOURCE_EXHAUSTED:
+    if refused_by_quota(exc):
         return QuotaExceededError(f"{city} refused: {details}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         return InvalidInputError(f"{city} refused the request: {details}")

@@ -105,3 +105,24 @@ def domain_code(exc: grpc.RpcError) -> ErrorCode | None:
             found = ErrorCode[value]
             return found if STATUS_FOR[found] is code() else None
     return None
+
+
+#: How gRPC words its own refusal of a message over the size limit ("Sent message larger
+#: than max (N vs. M)", "Received message larger than max ...").
+_GRPC_SIZE_REFUSAL = "message larger than max"
+
+
+def refused_by_quota(exc: grpc.RpcError) -> bool:
+    """Whether a call ended in RESOURCE_EXHAUSTED because the node's quota refused it, and not
+    because gRPC itself refused a message over the size limit.
+
+    A node older than the :data:`ERROR_CODE_KEY` mark sends no mark: its RESOURCE_EXHAUSTED is
+    taken for its quota unless the details are gRPC's own ("... message larger than max").
+    """
+    marked = domain_code(exc)
+    if marked is not None:
+        return marked is ErrorCode.RESOURCE_EXHAUSTED
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if not callable(code) or code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return False
+    return not callable(details) or _GRPC_SIZE_REFUSAL not in (details() or "")

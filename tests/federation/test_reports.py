@@ -687,8 +687,8 @@ def test_status_list_checks_its_fields() -> None:
 def test_the_reasons_of_expired_reports_can_be_forgotten_and_their_revocations_stay() -> None:
     held = new_list().revoke(3, "出具有误", ISSUED).revoke(17, "申请人提供虚假材料", ISSUED)
     later = ISSUED + YEAR
-    pruned = held.revoke(40, "重复出具", later, forget=[3, 17])
-    assert pruned.version == held.version + 1
+    pruned = held.forget([3, 17], later).revoke(40, "重复出具", later)
+    assert pruned.version == held.version + 2
     assert pruned.reasons == ((40, "重复出具"),)
     assert [pruned.status_of(i) for i in (3, 17, 40)] == ["revoked"] * 3
     third = full_report(report_no=report_number(QINGDAO, ISSUED, 3), status_index=3)
@@ -699,9 +699,11 @@ def test_the_reasons_of_expired_reports_can_be_forgotten_and_their_revocations_s
     # And the pruned list is a signed document like any other.
     signed = sign_status_list(pruned, CITIES[QINGDAO].key).to_bytes()
     assert SignedStatusList.from_bytes(signed).status_list == pruned
-    # Only a reason the list holds can be forgotten.
+    # Only a reason the list holds can be forgotten, and not before the list's time.
     with pytest.raises(ReportStatusError, match=r"no reason to forget at status indices \[5\]"):
-        held.revoke(40, "重复出具", later, forget=[3, 5])
+        held.forget([3, 5], later)
+    with pytest.raises(ReportStatusError, match="before its version"):
+        held.forget([3], ISSUED - dt.timedelta(days=1))
 
 
 def test_status_list_grows() -> None:

@@ -461,17 +461,9 @@ def test_a_change_the_status_list_has_no_room_for_is_refused_and_nothing_is_stor
     assert SignedStatusList.from_bytes(kept.document).status_list.version > 1
 
 
-def test_the_reasons_of_expired_reports_are_forgotten_to_make_room(
-    database: Any, clock: FixedClock
-) -> None:
-    qingdao = office(database, clock, QINGDAO, Links(None))
-    reports = ReportRepository(database)
-    signed = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
-    first = signed.report.report_no
-    fill_own_list(qingdao, database, room=100)
-    filled = [index for index, _reason in qingdao.status_list().reasons]
-    # The ~1,700 revoked reports were issued for ten days.
-    for index in filled:
+def record_reports_valid_for_ten_days(reports: ReportRepository, indices: list[int]) -> None:
+    """Records of reports at ``indices`` (their bodies do not matter here), valid ten days."""
+    for index in indices:
         reports.add(
             IssuedReport(
                 report_no=f"{QINGDAO}-20260601-{index:06d}",
@@ -483,6 +475,18 @@ def test_the_reasons_of_expired_reports_are_forgotten_to_make_room(
                 document=b"{}",
             )
         )
+
+
+def test_the_reasons_of_expired_reports_are_forgotten_to_make_room(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    reports = ReportRepository(database)
+    signed = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
+    first = signed.report.report_no
+    fill_own_list(qingdao, database, room=100)
+    filled = [index for index, _reason in qingdao.status_list().reasons]
+    record_reports_valid_for_ten_days(reports, filled)  # the ~1,700 revoked reports
     with pytest.raises(ReportStatusError, match="has no room for this change"):
         qingdao.revoke(first, LONG_REASON)
 
@@ -496,3 +500,25 @@ def test_the_reasons_of_expired_reports_are_forgotten_to_make_room(
     assert qingdao.own_status(first).reason == LONG_REASON
     stored = reports.status_list(QINGDAO)
     assert stored is not None and len(stored.document) < 10_000
+
+
+def test_issuing_a_report_also_forgets_the_reasons_of_expired_reports(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    reports = ReportRepository(database)
+    first = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
+    fill_own_list(qingdao, database, room=20)
+    filled = [index for index, _reason in qingdao.status_list().reasons]
+    record_reports_valid_for_ten_days(reports, filled)
+    number = first.report.report_no
+    with pytest.raises(ReportStatusError, match="has no room for this change"):
+        qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=number)
+
+    # A supersession needs no revocation first to find the room expired reports leave.
+    clock.advance(dt.timedelta(days=11))
+    second = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=number)
+    assert qingdao.own_status(number).superseded_by == second.report.report_no
+    status_list = qingdao.status_list()
+    assert status_list.reasons == ()
+    assert all(status_list.status_of(i) == "revoked" for i in filled)

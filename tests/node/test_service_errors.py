@@ -17,6 +17,7 @@ from node.service.errors import (
     ERROR_CODE_KEY,
     STATUS_FOR,
     domain_code,
+    refused_by_quota,
     translate_errors,
     translate_stream_errors,
 )
@@ -220,11 +221,16 @@ def test_an_unexpected_error_in_a_stream_becomes_internal_without_details() -> N
 class FailedCall(grpc.RpcError):
     """What a client holds after a failed call: its code and trailing metadata."""
 
-    def __init__(self, status: grpc.StatusCode, *metadata: tuple[str, str | bytes]) -> None:
-        self.status, self.metadata = status, metadata
+    def __init__(
+        self, status: grpc.StatusCode, *metadata: tuple[str, str | bytes], details: str = ""
+    ) -> None:
+        self.status, self.metadata, self.text = status, metadata, details
 
     def code(self) -> grpc.StatusCode:
         return self.status
+
+    def details(self) -> str:
+        return self.text
 
     def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self.metadata
@@ -253,3 +259,40 @@ def test_without_a_matching_mark_there_is_no_domain_code(call: FailedCall) -> No
 
 def test_an_error_without_a_call_has_no_domain_code() -> None:
     assert domain_code(grpc.RpcError()) is None
+
+
+QUOTA = "370600 has used 50000 of its 50000 subjects probed per day at 370200"
+
+
+@pytest.mark.parametrize(
+    ("call", "quota"),
+    [
+        (
+            FailedCall(grpc.StatusCode.RESOURCE_EXHAUSTED, (ERROR_CODE_KEY, "RESOURCE_EXHAUSTED")),
+            True,
+        ),
+        # gRPC's own refusal of a message over the size limit carries no mark.
+        (
+            FailedCall(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                details="Sent message larger than max (6583587 vs. 4194304)",
+            ),
+            False,
+        ),
+        (
+            FailedCall(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                details="Received message larger than max (6583587 vs. 262144)",
+            ),
+            False,
+        ),
+        # A node from before the mark refuses over quota without it.
+        (FailedCall(grpc.StatusCode.RESOURCE_EXHAUSTED, details=QUOTA), True),
+        (FailedCall(grpc.StatusCode.UNAVAILABLE, (ERROR_CODE_KEY, "UNAVAILABLE")), False),
+        (FailedCall(grpc.StatusCode.UNAVAILABLE, details=QUOTA), False),
+    ],
+)
+def test_a_quota_refusal_is_told_from_a_message_over_the_size_limit(
+    call: FailedCall, quota: bool
+) -> None:
+    assert refused_by_quota(call) is quota
