@@ -58,6 +58,9 @@ MAX_VALID_DAYS = 366
 RECENTLY_REMOVED = dt.timedelta(days=365)
 # How long an issuer's answer is reused before asking again.
 STATUS_TTL = dt.timedelta(seconds=10)
+# How long after a revoked report expires its reason is still kept in the status list: a
+# verifier whose clock is behind still counts the report valid for a while.
+REASON_KEPT_AFTER_EXPIRY = dt.timedelta(days=1)
 STATUS_TIMEOUT_S = 2.0
 
 _STATE_FROM_WIRE: dict[int, ReportState] = {1: "valid", 2: "revoked", 3: "superseded"}
@@ -235,10 +238,13 @@ class ReportOffice:
 
     def _status_list_to_change(self, now: dt.datetime) -> StatusList:
         """The status list a change starts from: the one held, less the reasons of revoked
-        reports that have expired (their revocations stay). Without this the list would
-        grow with every revocation until it passed what readers accept."""
+        reports that expired more than :data:`REASON_KEPT_AFTER_EXPIRY` ago (their
+        revocations stay). Without this the list would grow with every revocation until it
+        passed what readers accept."""
         held = self.status_list()
-        expired = self._reports.expired_among((index for index, _ in held.reasons), now)
+        expired = self._reports.expired_among(
+            (index for index, _ in held.reasons), now - REASON_KEPT_AFTER_EXPIRY
+        )
         return held.forget(expired, now) if expired else held
 
     def _store_status_list(self, signed: SignedStatusList) -> None:
