@@ -242,6 +242,8 @@ class ReportOffice:
         revocations stay). Without this the list would grow with every revocation until it
         passed what readers accept."""
         held = self.status_list()
+        if not held.reasons:
+            return held
         expired = self._reports.expired_among(
             (index for index, _ in held.reasons), now - REASON_KEPT_AFTER_EXPIRY
         )
