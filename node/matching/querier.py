@@ -150,7 +150,7 @@ class _ProbeAnswer:
     kinds: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
     count: int = 0
     detail: str = ""
-    #: The probe requests that gave the answer (one, unless the table changed mid-batch).
+    #: The probe requests that gave the answer (more than one when it did not fit in one).
     request_ids: list[bytes] = dataclasses.field(default_factory=list)
 
 
@@ -481,10 +481,9 @@ class MatchQuerier:
         mode: MatchMode,
         progress: ProgressCallback | None = None,
     ) -> BatchResult:
-        """Screen many subjects against one city, in requests of at most
-        ``max_subjects_per_request`` distinct subjects, and fewer when a request or its answer
-        would not fit in one message (count-only mode against many list kinds:
-        :func:`subjects_per_request`); ``progress(done, total)`` after each."""
+        """Screen many subjects against one city, in chunks of at most
+        ``max_subjects_per_request`` distinct subjects (each probed in as many requests as
+        fit in one message: :meth:`_probe_in_parts`); ``progress(done, total)`` after each."""
         if not identifiers:
             raise InvalidInputError("no subjects given")
         self._check_peer(city)
@@ -493,22 +492,21 @@ class MatchQuerier:
         for index, key in enumerate(keys):
             positions.setdefault(key, []).append(index)
         distinct = list(positions)
+        chunks = [
+            distinct[i : i + self._max_subjects]
+            for i in range(0, len(distinct), self._max_subjects)
+        ]
         result = BatchResult(total=len(identifiers), hits=[], hit_count=0, request_ids=[])
         done = 0
         self._active += 1
         prefetch: asyncio.Task[None] | None = None
         try:
-            # Each request is sized on the table held when it is cut (a new table may cover
-            # more kinds).
-            chunk = distinct[: await self._request_size(city, mode)]
-            at = len(chunk)
-            while chunk:
+            for number, chunk in enumerate(chunks):
                 if prefetch is not None:
                     await prefetch
-                following = distinct[at : at + await self._request_size(city, mode)]
-                if following:
+                if number + 1 < len(chunks):
                     # The next request's randomness is computed while this one is answered.
-                    prefetch = asyncio.create_task(self._prefetch(city, len(following)))
+                    prefetch = asyncio.create_task(self._prefetch(city, len(chunks[number + 1])))
                 answer = await self._probe(city, chunk, mode)
                 if answer.outcome is Outcome.REFUSED:
                     raise QuotaExceededError(f"{city} refused: {answer.detail}")
@@ -524,8 +522,6 @@ class MatchQuerier:
                 done += sum(len(positions[key]) for key in chunk)
                 if progress is not None:
                     await progress(done, result.total)
-                chunk = following
-                at += len(chunk)
         finally:
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -535,24 +531,6 @@ class MatchQuerier:
             result.hits.sort()
             result.hit_count = len(result.hits)
         return result
-
-    async def _request_size(self, city: str, mode: MatchMode) -> int:
-        """How many subjects the next request to ``city`` carries: ``max_subjects_per_request``,
-        or fewer so that it and its answer fit in one message with the table held (fetched
-        first if none is)."""
-        peer = self._peer(city)
-        header = peer.header
-        if header is None:
-            try:
-                header = await self.replicate(city)
-            except CreditNetError as exc:
-                raise UnavailableError(f"{city}: no matching table: {_reason(exc)}") from None
-        return subjects_per_request(
-            header.layout,
-            count_only=mode is MatchMode.COUNT,
-            most=self._max_subjects,
-            max_message_bytes=self._max_message_bytes,
-        )
 
     async def _prefetch(self, city: str, subjects: int) -> None:
         """Pool the ``r^n`` a request for ``subjects`` subjects to ``city`` will need."""
@@ -600,8 +578,9 @@ class MatchQuerier:
         mode: MatchMode,
     ) -> tuple[_ProbeAnswer, bool]:
         """:meth:`_probe_once`, in as many requests as ``header``'s table needs for each to
-        fit in one message: one, unless the table changed (more kinds) after the batch was
-        cut. The answers are joined; the first failure, or a stale table, ends it."""
+        fit in one message with its answer (:func:`subjects_per_request`): one, except in
+        count-only mode against many list kinds. The answers are joined; the first failure,
+        or a stale table, ends it."""
         try:
             size = subjects_per_request(
                 header.layout,

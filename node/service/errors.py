@@ -37,13 +37,13 @@ STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
+#: Trailing metadata key: the :class:`ErrorCode` name of a domain refusal.
+ERROR_CODE_KEY = "credit-error"
+
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Request, Response]
 Method = Callable[[Any, Request, Context[Request, Response]], Awaitable[Response]]
-#: Trailing metadata key: the :class:`ErrorCode` name of a domain refusal.
-ERROR_CODE_KEY = "credit-error"
-
 StreamMethod = Callable[[Any, Request, Context[Request, Response]], AsyncIterator[Response]]
 
 
