@@ -87,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  TLS key         {files.tls_key_path}")
     print(f"  TLS certificate {files.tls_cert_path}")
     print(f"                  sha256 {member.tls_fingerprint}")
-    print(f"  Paillier key    {files.paillier_key_path}  ({member.paillier_n.bit_length()} bits)")
+    bits = member.paillier_n.bit_length()
+    weak = (
+        f": for tests only, use {DEFAULT_PAILLIER_BITS} in production"
+        if bits < DEFAULT_PAILLIER_BITS
+        else ""
+    )
+    print(f"  Paillier key    {files.paillier_key_path}  ({bits} bits{weak})")
     print(f"  client token    {files.client_token_path}")
     print(f"  peer endpoint   {member.endpoint}")
     if args.force:

@@ -31,7 +31,7 @@ from federation.matching import HolderKey
 from federation.member import Member
 from node.background import Background
 from node.config import NodeConfig
-from node.identity import load_member
+from node.identity import DEFAULT_PAILLIER_BITS, load_member
 from node.keystore import NodeKeys, load_node_keys, load_or_create_oprf_key
 from node.ledger import OwnLog
 from node.logstore import LogStore
@@ -107,6 +107,12 @@ async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     keys = load_node_keys(config)
     me = load_member(config, keys)  # the card must be the one of these keys
+    bits = keys.paillier_private.public_key.n.bit_length()
+    if bits < DEFAULT_PAILLIER_BITS:
+        log.warning(
+            "weak Paillier key: for tests only",
+            extra={"fields": {"bits": bits, "production_bits": DEFAULT_PAILLIER_BITS}},
+        )
     database = open_database(config.database_url)
     try:
         await _run(config, keys=keys, me=me, database=database, clock=clock, stop=stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +308,14 @@ def test_a_new_manifest_installed_at_one_node_reaches_all(federation: Federation
     federation.manifest = signed
     for node in federation.nodes[1:]:
         assert "manifest adopted" in federation.log(node.member.city_code)
+
+
+def test_a_node_with_a_test_sized_paillier_key_says_so_at_start(federation: Federation) -> None:
+    # The test federation's keys are 1024 bits, for speed; production keys are 2048.
+    started = [
+        json.loads(line)
+        for line in federation.log("370200").splitlines()
+        if "weak Paillier key" in line
+    ]
+    assert started and started[0]["level"] == "warning"
+    assert started[0]["bits"] == 1024 and started[0]["production_bits"] == 2048

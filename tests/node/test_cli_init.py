@@ -50,6 +50,7 @@ def test_init_creates_a_node_and_says_what_next(
     for path in (home / "node.toml", home / "member-card.json", home / "keys" / "signing.pem"):
         assert str(path) in out
     assert card.tls_fingerprint in out
+    assert "(1024 bits: for tests only, use 2048 in production)" in out
     assert card.signing_key.keyid in out
     assert "370200" in out
     assert "hand member-card.json to the other members" in out
