@@ -158,9 +158,17 @@ class TablePart:
 
 
 @dataclasses.dataclass(frozen=True)
+class BadTime:
+    """A time the request gave that is no time (out of range on the wire): the holder
+    refuses the request, and audits the refusal, like any other malformed field."""
+
+    problem: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ProbeQuery:
     request_id: bytes
-    sent_at: dt.datetime | None
+    sent_at: dt.datetime | BadTime | None
     table_id: str
     epoch: int
     mode: ProbeMode | None
@@ -174,7 +182,7 @@ class EvaluationQuery:
     """A peer's blinded subjects (the OPRF round before its probes)."""
 
     request_id: bytes
-    sent_at: dt.datetime | None
+    sent_at: dt.datetime | BadTime | None
     blinded: Sequence[bytes]
 
 
@@ -188,7 +196,7 @@ class ProbeAnswer:
 @dataclasses.dataclass(frozen=True)
 class DisclosureQuery:
     request_id: bytes
-    sent_at: dt.datetime | None
+    sent_at: dt.datetime | BadTime | None
     subject_id: str
     match_request_id: bytes
     purpose: str
@@ -654,8 +662,14 @@ class MatchHolder:
         return table
 
     def _check_request(
-        self, peer: str, request_id: bytes, sent_at: dt.datetime | None, now: dt.datetime
+        self,
+        peer: str,
+        request_id: bytes,
+        sent_at: dt.datetime | BadTime | None,
+        now: dt.datetime,
     ) -> None:
+        if isinstance(sent_at, BadTime):
+            raise InvalidInputError(sent_at.problem)
         if len(request_id) != REQUEST_ID_BYTES:
             raise InvalidInputError(
                 f"a request id is {REQUEST_ID_BYTES} random bytes, not {len(request_id)}"
@@ -694,7 +708,7 @@ class MatchHolder:
         request_id: bytes,
         counter: str,
         amount: int,
-        sent_at: dt.datetime | None,
+        sent_at: dt.datetime | BadTime | None,
     ) -> None:
         now = self._clock.now()
         limit = (
@@ -703,7 +717,7 @@ class MatchHolder:
             else self.limits.disclosures_per_peer_per_day
         )
         remember = now + dt.timedelta(seconds=self.limits.replay_window_s)
-        if sent_at is not None:
+        if isinstance(sent_at, dt.datetime):
             remember = max(remember, sent_at + MAX_CLOCK_SKEW)
         day = now.astimezone(dt.UTC).date()
         result = self._quota.admit(

@@ -29,6 +29,7 @@ from federation.merkle import PerfectSubtrees, consistency_proof, decompose
 from federation.reports import check_report_no
 from node.ledger import OwnLog
 from node.matching.holder import (
+    BadTime,
     DisclosureQuery,
     EvaluationQuery,
     MatchHolder,
@@ -352,17 +353,19 @@ def _sent_at(
         | matching_pb2.DiscloseRequest
         | matching_pb2.EvaluateSubjectsRequest
     ),
-) -> dt.datetime | None:
+) -> dt.datetime | BadTime | None:
+    """The request's time; a time that is none goes to the holder as :class:`BadTime`, so
+    that it refuses the request and audits the refusal."""
     if not request.HasField("sent_at"):
         return None
     try:
         return request.sent_at.ToDatetime(tzinfo=dt.UTC)
     except ValueError:
         # Seconds outside years 1-9999 or nanos outside 0-999,999,999.
-        raise InvalidInputError(
+        return BadTime(
             f"sent_at is not a valid time (seconds={request.sent_at.seconds}, "
             f"nanos={request.sent_at.nanos}): send the current UTC time"
-        ) from None
+        )
 
 
 def _table_part_to_wire(part: TablePart) -> matching_pb2.GetMatchTableResponse:

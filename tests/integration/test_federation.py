@@ -26,6 +26,8 @@ from federation.manifest import next_version
 from federation.member import tls_server_name
 from node.demo import DemoNode, all_reachable, create_nodes, sign
 from node.keystore import read_secret
+from node.storage.database import open_database
+from node.storage.matching import MatchAuditRepository
 from node.trust import install_manifest
 from tests.integration.conftest import Federation, wait_for
 
@@ -168,15 +170,24 @@ def test_a_matching_request_sent_at_no_time_is_refused(
     federation: Federation, sent_at: Timestamp
 ) -> None:
     caller, target = federation.node("370600"), federation.node("370200")
+    audit = MatchAuditRepository(open_database(target.config.database_url))
+    before = max((r.id for r in audit.recent(direction="received")), default=0)
     with peer_channel(caller.config.home, target) as channel:
         stub = peer_pb2_grpc.PeerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as evaluate:
+            stub.EvaluateSubjects(matching_pb2.EvaluateSubjectsRequest(sent_at=sent_at), timeout=5)
         with pytest.raises(grpc.RpcError) as probe:
             stub.Probe(matching_pb2.ProbeRequest(sent_at=sent_at), timeout=5)
         with pytest.raises(grpc.RpcError) as disclose:
             stub.Disclose(matching_pb2.DiscloseRequest(sent_at=sent_at), timeout=5)
-    for refused in (probe, disclose):
+    for refused in (evaluate, probe, disclose):
         assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "sent_at is not a valid time" in refused.value.details()
+    # Refused by the holder, which audits them like any other refused request.
+    rows = [r for r in audit.recent(direction="received") if r.id > before]
+    assert sorted(r.mode for r in rows) == ["disclose", "evaluate", "unspecified"]
+    assert all(r.peer == "370600" and r.outcome == "refused" for r in rows)
+    assert all("sent_at is not a valid time" in (r.reason or "") for r in rows)
 
 
 def test_a_member_of_another_federation_id_is_refused(federation: Federation) -> None:
