@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import grpc
 
 from creditnet.v1 import peer_pb2
-from federation.clock import CHINA_TZ, Clock, china_date
+from federation.clock import CHINA_TZ, Clock, china_date, format_utc
 from federation.errors import CreditNetError, InvalidInputError, NotFoundError
 from federation.reports import (
     CreditReport,
@@ -58,6 +58,10 @@ MAX_VALID_DAYS = 366
 RECENTLY_REMOVED = dt.timedelta(days=365)
 # How long an issuer's answer is reused before asking again.
 STATUS_TTL = dt.timedelta(seconds=10)
+# How long a "valid" from an issuer's status list held here stands in for the issuer while
+# it cannot be reached (the list is pulled every sync interval while it can): after that the
+# status is unknown. A revocation or supersession in the list stays final whatever its age.
+REPLICA_STATUS_MAX_AGE = dt.timedelta(hours=24)
 # How long after a revoked report expires its reason is still kept in the status list: a
 # verifier whose clock is behind still counts the report valid for a while.
 REASON_KEPT_AFTER_EXPIRY = dt.timedelta(days=1)
@@ -302,7 +306,12 @@ class ReportOffice:
                     None if held is None else SignedStatusList.from_bytes(held.document).status_list
                 )
                 if accept_status_list(current, candidate) is current:
-                    continue  # the same list (two different ones of a version are refused)
+                    # The same list (two different ones of a version are refused): it is
+                    # still the issuer's list now, which a replica's verdict says.
+                    self._reports.confirm_status_list(
+                        member.city_code, candidate.version, self._clock.now()
+                    )
+                    continue
                 self._reports.put_status_list(
                     member.city_code,
                     candidate.version,
@@ -384,9 +393,17 @@ class ReportOffice:
                 )
             )
             return StatusFound(status, "issuer", now)
+        last_checked = cached.checked_at if cached is not None else None
         if held is not None:
-            return StatusFound(held[0], "replica", held[1])
-        return StatusFound.unknown(cached.checked_at if cached is not None else None)
+            status, confirmed = held
+            if now - confirmed <= REPLICA_STATUS_MAX_AGE:
+                return StatusFound(status, "replica", confirmed)
+            return StatusFound.unknown(
+                max(confirmed, last_checked or confirmed),
+                f"the issuer's status list held here was last confirmed at "
+                f"{format_utc(confirmed)}, more than {_hours(REPLICA_STATUS_MAX_AGE)} ago",
+            )
+        return StatusFound.unknown(last_checked)
 
     async def _ask_issuer(self, report: CreditReport) -> ReportStatus | None:
         """The issuer's answer; ``None`` when it gives none this node can use (unreachable,
@@ -427,7 +444,8 @@ class ReportOffice:
         return status
 
     def _held_status(self, report: CreditReport) -> tuple[ReportStatus, dt.datetime] | None:
-        """The report's status in the issuer's signed status list held here, if any."""
+        """The report's status in the issuer's signed status list held here, if any, and
+        when the issuer last sent that list."""
         held = self._reports.status_list(report.issuer)
         if held is None:
             return None
@@ -439,7 +457,11 @@ class ReportOffice:
         status_list = cached[1]
         if report.status_index >= status_list.size:
             return None
-        return status_list.status_for(report), status_list.updated_at
+        return status_list.status_for(report), held.received_at
+
+
+def _hours(span: dt.timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} hours"
 
 
 class _IssuerDenies(Exception):

@@ -70,7 +70,7 @@ class StoredStatusList:
     version: int
     updated_at: dt.datetime  # the issuer's time, from the list
     document: bytes  # canonical signed status list JSON
-    received_at: dt.datetime
+    received_at: dt.datetime  # when the issuer last sent this version
 
     def __post_init__(self) -> None:
         _require_aware("updated_at", self.updated_at)
@@ -329,6 +329,21 @@ class ReportRepository:
         if version < 1:
             raise ValueError("a status list version starts at 1")
         return _newer_only(self._db, status_lists, ("issuer",), dataclasses.asdict(row))
+
+    def confirm_status_list(self, issuer: str, version: int, at: dt.datetime) -> None:
+        """The issuer sent again the version held: it was still its list at ``at``
+        (``received_at`` moves forward, never back)."""
+        _require_aware("at", at)
+        with self._db.transaction() as connection:
+            connection.execute(
+                update(status_lists)
+                .where(
+                    status_lists.c.issuer == issuer,
+                    status_lists.c.version == version,
+                    status_lists.c.received_at < at,
+                )
+                .values(received_at=at)
+            )
 
     def cached_status(self, report_no: str) -> StatusCheck | None:
         with self._db.read() as connection:

@@ -526,3 +526,57 @@ def test_issuing_a_report_also_forgets_the_reasons_of_expired_reports(
     status_list = qingdao.status_list()
     assert status_list.reasons == ()
     assert all(status_list.status_of(i) == "revoked" for i in filled)
+
+
+def test_a_valid_in_the_list_held_stands_for_a_day_then_the_status_is_unknown(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock, database: Any
+) -> None:
+    document = full_report()
+    issuer.error = UNAVAILABLE
+    hold_status_list(database, revoked=False, at=NOW)  # received now
+    clock.advance(dt.timedelta(hours=23))
+    found = verify(yantai, document)
+    assert (found.verdict.state, found.status_source, found.status_as_of) == (
+        "valid",
+        "replica",
+        NOW,  # when the issuer last sent the list, not when it last changed it
+    )
+    clock.advance(dt.timedelta(hours=2))
+    found = verify(yantai, document)
+    assert found.verdict.state == "status-unknown"
+    assert found.verdict.summary == "signature valid, status unknown since 2026-06-01T07:30:00Z"
+    assert (
+        "the issuer's status list held here was last confirmed at 2026-06-01T07:30:00Z, "
+        "more than 24 hours ago" in found.verdict.reasons[-1]
+    )
+
+
+def test_a_revocation_in_the_list_held_stays_whatever_its_age(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock, database: Any
+) -> None:
+    issuer.error = UNAVAILABLE
+    hold_status_list(database, revoked=True, at=NOW)
+    clock.advance(dt.timedelta(days=30))
+    found = verify(yantai, full_report())
+    assert (found.verdict.state, found.status_source) == ("revoked", "replica")
+
+
+def test_the_same_list_sent_again_is_confirmed_as_still_the_issuers(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock, database: Any
+) -> None:
+    status_list = qingdao_status_list(revoked=False, at=NOW)
+    issuer.status_list = sign_status_list(status_list, CITIES[QINGDAO].key).to_bytes()
+    asyncio.run(yantai.pull_status_lists())
+    clock.advance(dt.timedelta(hours=20))
+    asyncio.run(yantai.pull_status_lists())  # the same version: confirmed, not stored again
+    held = ReportRepository(database).status_list(QINGDAO)
+    assert held is not None and (held.version, held.received_at) == (
+        status_list.version,
+        NOW + dt.timedelta(hours=20),
+    )
+    # The issuer goes down: its list held here stands for a day from the last confirmation.
+    issuer.error = UNAVAILABLE
+    clock.advance(dt.timedelta(hours=20))
+    found = verify(yantai, full_report())
+    assert (found.verdict.state, found.status_source) == ("valid", "replica")
+    assert found.status_as_of == NOW + dt.timedelta(hours=20)

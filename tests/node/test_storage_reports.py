@@ -636,3 +636,20 @@ def test_expired_among_names_the_reports_whose_validity_ended(db: Database) -> N
     assert reports.expired_among([], cut) == set()
     with pytest.raises(ValueError, match="timezone-aware"):
         reports.expired_among([1], cut.replace(tzinfo=None))
+
+
+def test_confirming_a_status_list_moves_its_received_time_forward_only(db: Database) -> None:
+    reports = ReportRepository(db)
+    reports.put_status_list(QINGDAO, 3, T0, b'{"v":3}', T0)
+    later = T0 + dt.timedelta(hours=5)
+    reports.confirm_status_list(QINGDAO, 3, later)
+    reports.confirm_status_list(QINGDAO, 3, T0 + dt.timedelta(hours=1))  # late: ignored
+    reports.confirm_status_list(QINGDAO, 2, T0 + dt.timedelta(hours=9))  # not the version held
+    reports.confirm_status_list(YANTAI, 3, T0 + dt.timedelta(hours=9))  # none held
+    held = reports.status_list(QINGDAO)
+    assert held is not None and (held.version, held.received_at, held.document) == (
+        3,
+        later,
+        b'{"v":3}',
+    )
+    assert reports.status_list(YANTAI) is None
