@@ -62,6 +62,7 @@ STATUS_TTL = dt.timedelta(seconds=10)
 # it cannot be reached (the list is pulled every sync interval while it can): after that the
 # status is unknown. A revocation or supersession in the list stays final whatever its age.
 REPLICA_STATUS_MAX_AGE = dt.timedelta(hours=24)
+CONFIRM_EVERY = dt.timedelta(minutes=1)
 # How long after a revoked report expires its reason is still kept in the status list: a
 # verifier whose clock is behind still counts the report valid for a while.
 REASON_KEPT_AFTER_EXPIRY = dt.timedelta(days=1)
@@ -307,10 +308,11 @@ class ReportOffice:
                 )
                 if accept_status_list(current, candidate) is current:
                     # The same list (two different ones of a version are refused): it is
-                    # still the issuer's list now, which a replica's verdict says.
-                    self._reports.confirm_status_list(
-                        member.city_code, candidate.version, self._clock.now()
-                    )
+                    # still the issuer's list now, which a replica's verdict says (noted
+                    # once a minute at most, not at every round).
+                    now = self._clock.now()
+                    if held is not None and now - held.received_at >= CONFIRM_EVERY:
+                        self._reports.confirm_status_list(member.city_code, held.version, now)
                     continue
                 self._reports.put_status_list(
                     member.city_code,
