@@ -69,13 +69,13 @@ _URL_HINT: Final = "use sqlite:///path/to/node.db or postgresql://user:password@
 T = TypeVar("T")
 
 #: Keys per ``IN (...)`` list: far below SQLite's bound-parameter limit on every version.
-IN_CHUNK: Final = 500
+_IN_CHUNK: Final = 500
 
 
-def in_chunks(keys: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
-    """``keys`` in slices of at most ``size``, for one ``IN (...)`` query each."""
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
+def in_chunks(keys: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``keys`` in slices small enough for one ``IN (...)`` query each."""
+    for start in range(0, len(keys), _IN_CHUNK):
+        yield keys[start : start + _IN_CHUNK]
 
 
 def check_storable(value: int, *, field: str, what: str) -> int:
