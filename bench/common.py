@@ -129,6 +129,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def cpu_steal_jiffies() -> int | None:
+    """Time the hypervisor ran others on this machine's virtual CPUs, all CPUs together,
+    in clock ticks since boot (``steal`` in ``/proc/stat``); ``None`` where not known."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8])  # cpu user nice system idle iowait irq softirq steal ...
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def write_results(path: Path, figures: dict[str, Any], run: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"figures": figures, "run": run}
