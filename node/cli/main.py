@@ -11,14 +11,25 @@ import sys
 from collections.abc import Sequence
 
 from federation.errors import CreditNetError, ErrorCode
-from node.cli import demo, federation, init, lists, match, reports, serve, status, subject
+from node.cli import (
+    audit,
+    demo,
+    federation,
+    init,
+    lists,
+    match,
+    reports,
+    serve,
+    status,
+    subject,
+)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMAND_GROUPS = (init, serve, status, federation, subject, lists, match, reports, demo)
+COMMAND_GROUPS = (init, serve, status, federation, subject, lists, match, reports, audit, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

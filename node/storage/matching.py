@@ -3,6 +3,8 @@
 * :class:`MatchAuditRepository`: one row per probe or disclosure, received (a peer asked
   this node) or sent (this node asked a peer). Rows hold counts and outcomes only; a
   disclosure row holds a salted hash and a masked form of the subject, never the identifier.
+  The rows form a hash chain (:func:`audit_link`), so that a row changed, removed or put
+  in by hand afterwards shows (:meth:`MatchAuditRepository.verify`).
 * :class:`MatchQuotaRepository`: per peer and UTC day, the subjects it probed and the
   disclosures it obtained, and the request ids seen within the replay window. A request is
   admitted (:meth:`MatchQuotaRepository.admit`) in one transaction: its id is remembered and
@@ -16,10 +18,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Iterator, Sequence
-from typing import Final, Literal
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final, Literal
 
-from sqlalchemy import Connection, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, func, insert, select, text, tuple_, update
 
 from node.storage.database import Database
 from node.storage.schema import list_entries, match_audit, match_quota, match_seen_requests
@@ -76,6 +81,47 @@ class AuditRecord:
 
 
 _AUDIT_COLUMNS: Final = tuple(f.name for f in dataclasses.fields(AuditRecord))
+#: What a row's link covers: every column but its id (given by the database) and the link.
+_LINKED_COLUMNS: Final = tuple(name for name in _AUDIT_COLUMNS if name != "id")
+#: The link before the first row.
+AUDIT_CHAIN_START: Final = "0" * 64
+_LINK_DOMAIN: Final = b"creditnet.match-audit/v1\x00"
+# Appends to the chain take this PostgreSQL transaction lock, so that two appending at
+# once cannot both link to the same row (SQLite's write transactions are serial anyway).
+_APPEND_LOCK: Final = 0x6D61746368617564  # "matchaud"
+
+
+def audit_link(previous: str, values: Mapping[Any, Any]) -> str:
+    """The link of an audit row: SHA-256 over the previous row's link and this row's
+    values (every column but ``id`` and the link), as 64 hex digits."""
+    row = {name: values[name] for name in _LINKED_COLUMNS}
+    at = row["at"]
+    assert isinstance(at, dt.datetime)
+    row["at"] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(_LINK_DOMAIN + bytes.fromhex(previous) + body.encode("ascii"))
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditChainCheck:
+    """What :meth:`MatchAuditRepository.verify` found.
+
+    ``head`` is the link of the last row checked (:data:`AUDIT_CHAIN_START` for an empty
+    audit); ``broken_at`` the id of the first row whose link does not hold, with ``problem``
+    saying how; ``head_found`` whether a head recorded earlier is still in the chain
+    (``None`` when none was given).
+    """
+
+    rows: int
+    head: str
+    broken_at: int | None = None
+    problem: str | None = None
+    head_found: bool | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None and self.head_found is not False
 
 
 class MatchAuditRepository:
@@ -126,9 +172,55 @@ class MatchAuditRepository:
             "detail": _clip(detail),
         }
         with self._db.transaction() as connection:
+            if self._db.dialect == "postgresql":
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                connection.execute(lock, {"key": _APPEND_LOCK})
+            previous = connection.execute(
+                select(match_audit.c.chain).order_by(match_audit.c.id.desc()).limit(1)
+            ).scalar_one_or_none()
+            # A row with no link (put in by hand) breaks the chain where it is; the rows
+            # after it link to the start again, and verify() names the first break.
+            values["chain"] = audit_link(previous or AUDIT_CHAIN_START, values)
             key = connection.execute(insert(match_audit).values(values)).inserted_primary_key
         assert key is not None
         return int(key[0])
+
+    def verify(self, *, recorded_head: str | None = None) -> AuditChainCheck:
+        """Walk the chain from the first row: each row's link must be :func:`audit_link`
+        of the link before it and its own values.
+
+        A row changed, removed from before the last, or put in by hand breaks the link of
+        that row or the next. Removing the newest rows leaves a shorter chain that holds:
+        only a head recorded earlier (``recorded_head``, the ``head`` of an earlier check)
+        shows it, by no longer being in the chain.
+        """
+        wanted = None if recorded_head is None else recorded_head.strip().lower()
+        found = None if wanted is None else wanted == AUDIT_CHAIN_START
+        previous, rows, last_id = AUDIT_CHAIN_START, 0, 0
+        while True:
+            with self._db.read() as connection:
+                page = connection.execute(
+                    select(match_audit)
+                    .where(match_audit.c.id > last_id)
+                    .order_by(match_audit.c.id)
+                    .limit(_PAGE)
+                ).all()
+            for row in page:
+                values = row._mapping
+                expected = audit_link(previous, values)
+                if values["chain"] is None or not hmac.compare_digest(values["chain"], expected):
+                    problem = (
+                        "it has no link: it was written outside credit-node"
+                        if values["chain"] is None
+                        else "its link does not hold: this row, or the one before it, was "
+                        "changed, or rows between them were removed"
+                    )
+                    return AuditChainCheck(rows, previous, row.id, problem, found)
+                previous, rows, last_id = expected, rows + 1, row.id
+                if wanted is not None and not found:
+                    found = hmac.compare_digest(expected, wanted)
+            if len(page) < _PAGE:
+                return AuditChainCheck(rows, previous, head_found=found)
 
     def recent(
         self,

@@ -331,6 +331,9 @@ match_audit = Table(
     # Disclosures: a salted hash of the subject (never the identifier itself).
     Column("subject_ref", String(64), nullable=True),
     Column("detail", Text, nullable=True),  # disclosures: masked subject, purpose, basis
+    # SHA-256 of the previous row's link and this row (node.storage.matching.audit_link):
+    # the rows form a hash chain. Always written; NULL only in a row put in by hand.
+    Column("chain", String(64), nullable=True),
     CheckConstraint("direction IN ('received', 'sent')", name="direction_known"),
     CheckConstraint("subjects >= 0 AND ciphertexts >= 0", name="counts_not_negative"),
     Index("ix_match_audit_peer_at", "peer", "at"),

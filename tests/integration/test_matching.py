@@ -180,7 +180,7 @@ def test_a_peer_over_quota_refuses_for_itself_only(fed: Federation, listed: list
 
 
 def test_disclosure_after_a_hit_is_audited_on_both_sides(
-    fed: Federation, listed: list[str]
+    fed: Federation, listed: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     subject = RESIDENT  # a personal identifier: never in clear in an audit record
     with client(fed, WEIHAI) as weihai:
@@ -209,6 +209,16 @@ def test_disclosure_after_a_hit_is_audited_on_both_sides(
         assert RESIDENT not in text, record
     probes = [r for r in audit(fed, QINGDAO).recent(direction="received") if r.mode != "disclose"]
     assert probes and all(r.peer in (YANTAI, WEIHAI) for r in probes)
+    # Each audit, as the running node wrote it, is an intact chain; read by the operator's
+    # commands, it names no subject either.
+    for city in (WEIHAI, QINGDAO):
+        home = str(fed.node(city).config.home)
+        written = audit(fed, city).count()
+        code, out, _ = run(capsys, "audit", "verify", "--dir", home)
+        assert code == 0 and out.startswith("intact: "), out
+        assert int(out.split()[1]) >= written  # every row so far (the node may add more)
+        code, out, _ = run(capsys, "audit", "show", "--dir", home, "--limit", "1000")
+        assert code == 0 and "disclose" in out and RESIDENT not in out
 
 
 def test_status_shows_the_tables_held(fed: Federation, listed: list[str]) -> None:

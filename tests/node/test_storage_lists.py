@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, inspect, select, text
@@ -20,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 
 from federation.errors import FailedPreconditionError
 from node.storage import Database, open_database
-from node.storage.database import MIGRATIONS_DIR
 from node.storage.lists import (
     EntryRepository,
     EntryRow,
@@ -37,6 +34,7 @@ from node.storage.schema import (
     log_heads,
     log_leaves,
 )
+from tests.node.migrating import migrate
 
 QINGDAO, YANTAI, WEIHAI = "370200", "370600", "371000"
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -164,18 +162,10 @@ def test_migration_creates_the_tables_and_downgrades_cleanly(db: Database) -> No
         "split_views",
     }
     assert lists_tables <= set(inspect(db.engine).get_table_names())
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-
-    def run(step: str, target: str) -> None:
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            getattr(command, step)(config, target)
-
-    run("downgrade", "0001")
+    migrate(db, "downgrade", "0001")
     assert not lists_tables & set(inspect(db.engine).get_table_names())
     assert db.schema_revision() == "0001"
-    run("upgrade", "head")
+    migrate(db, "upgrade", "head")
     assert lists_tables <= set(inspect(db.engine).get_table_names())
 
 

@@ -6,22 +6,24 @@ import datetime as dt
 import secrets
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import insert, inspect
+from sqlalchemy import column, delete, insert, inspect, select, update
+from sqlalchemy import table as sa_table
 from sqlalchemy.exc import IntegrityError
 
 from node.storage import Database, open_database
-from node.storage.database import MIGRATIONS_DIR
+from node.storage.database import head_revision
 from node.storage.matching import (
+    AUDIT_CHAIN_START,
     Admission,
     MatchAuditRepository,
     MatchQuotaRepository,
     OwnListingRepository,
 )
 from node.storage.schema import list_entries, match_audit
+from tests.node.migrating import migrate
 
 PEER, OTHER = "370600", "370700"
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -39,21 +41,13 @@ def db(database_url: str) -> Iterator[Database]:
 
 def test_migration_creates_the_tables_and_downgrades_cleanly(db: Database) -> None:
     assert set(inspect(db.engine).get_table_names()) >= MATCH_TABLES
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-
-    def run(step: str, target: str) -> None:
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            getattr(command, step)(config, target)
-
-    run("downgrade", "0003")
+    migrate(db, "downgrade", "0003")
     tables = set(inspect(db.engine).get_table_names())
     assert not MATCH_TABLES & tables
     assert "issued_reports" in tables
-    run("upgrade", "head")
+    migrate(db, "upgrade", "head")
     assert set(inspect(db.engine).get_table_names()) >= MATCH_TABLES
-    assert db.schema_revision() == "0004"
+    assert db.schema_revision() == head_revision()
 
 
 # --- audit ---------------------------------------------------------------------------------
@@ -163,6 +157,148 @@ def test_the_database_checks_the_direction(db: Database) -> None:
     }
     with pytest.raises(IntegrityError), db.transaction() as connection:
         connection.execute(insert(match_audit).values(row))
+
+
+# --- the audit's hash chain ------------------------------------------------------------------
+
+
+def _fill(audit: MatchAuditRepository, count: int) -> list[int]:
+    return [
+        audit.record(
+            "received" if i % 2 else "sent",
+            PEER,
+            secrets.token_bytes(16),
+            "membership",
+            i,
+            i,
+            None if i % 3 else i,
+            "answered",
+            at=T0 + dt.timedelta(microseconds=i),
+            detail=f"第{i}条",
+        )
+        for i in range(count)
+    ]
+
+
+def test_the_audit_is_a_chain_each_row_linked_to_the_one_before(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    empty = audit.verify()
+    assert (empty.rows, empty.head, empty.intact) == (0, AUDIT_CHAIN_START, True)
+    heads = []
+    for _ in range(3):
+        _fill(audit, 1)
+        heads.append(audit.verify().head)
+    check = audit.verify()
+    assert check.intact and check.rows == 3 and check.broken_at is None
+    assert len(set(heads)) == 3 and check.head == heads[-1]
+    with db.read() as connection:
+        links = connection.execute(select(match_audit.c.chain).order_by(match_audit.c.id))
+        assert list(links.scalars()) == heads
+
+
+def change(db: Database, statement: Any) -> None:
+    with db.transaction() as connection:
+        connection.execute(statement)
+
+
+@pytest.mark.parametrize(
+    "values", [{"hits": 99}, {"at": T0 + dt.timedelta(seconds=1)}, {"detail": None}]
+)
+def test_a_changed_row_breaks_the_chain_there(db: Database, values: dict[str, Any]) -> None:
+    audit = MatchAuditRepository(db)
+    ids = _fill(audit, 5)
+    change(db, update(match_audit).where(match_audit.c.id == ids[2]).values(values))
+    check = audit.verify()
+    assert (check.broken_at, check.rows, check.intact) == (ids[2], 2, False)
+    assert check.problem is not None and "does not hold" in check.problem
+
+
+def test_a_removed_row_breaks_the_chain_at_the_next(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    ids = _fill(audit, 5)
+    change(db, delete(match_audit).where(match_audit.c.id == ids[1]))
+    check = audit.verify()
+    assert (check.broken_at, check.rows) == (ids[2], 1)
+
+
+def test_a_row_put_in_by_hand_breaks_the_chain_there(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    _fill(audit, 2)
+    row = {**_row_values(), "request_id": "cd" * 16}
+    with db.transaction() as connection:
+        hand = connection.execute(insert(match_audit).values(row)).inserted_primary_key[0]
+    _fill(audit, 1)
+    check = audit.verify()
+    assert (check.broken_at, check.rows) == (hand, 2)
+    assert check.problem is not None and "outside credit-node" in check.problem
+
+
+def test_removing_the_newest_rows_shows_only_against_a_recorded_head(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    ids = _fill(audit, 4)
+    early = audit.verify()
+    _fill(audit, 2)
+    recorded = audit.verify().head
+    assert audit.verify(recorded_head=early.head).head_found is True
+    assert audit.verify(recorded_head=recorded.upper()).intact
+    change(db, delete(match_audit).where(match_audit.c.id > ids[-1]))
+    shorter = audit.verify()
+    assert shorter.intact and shorter.rows == 4 and shorter.head == early.head
+    check = audit.verify(recorded_head=recorded)
+    assert (check.head_found, check.intact, check.broken_at) == (False, False, None)
+    assert audit.verify(recorded_head=AUDIT_CHAIN_START).head_found is True
+
+
+def test_rows_appended_at_once_from_many_threads_form_one_chain(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    failures: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            _fill(audit, 15)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=append) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    check = audit.verify()
+    assert check.intact and check.rows == 60
+
+
+def test_the_migration_links_the_rows_written_before_it(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    migrate(db, "downgrade", "0004")
+    assert "chain" not in {c["name"] for c in inspect(db.engine).get_columns("match_audit")}
+    before = sa_table("match_audit", *(column(n) for n in _row_values()))
+    with db.transaction() as connection:
+        for i in range(3):
+            connection.execute(insert(before).values({**_row_values(), "request_id": f"{i:032x}"}))
+    migrate(db, "upgrade", "head")
+    check = audit.verify()
+    assert check.intact and check.rows == 3
+    _fill(audit, 1)
+    assert audit.verify().rows == 4 and audit.verify().intact
+
+
+def _row_values() -> dict[str, Any]:
+    return {
+        "at": T0,
+        "direction": "received",
+        "peer": OTHER,
+        "request_id": "ab" * 16,
+        "mode": "count",
+        "subjects": 1,
+        "ciphertexts": 1,
+        "hits": None,
+        "outcome": "answered",
+        "reason": None,
+        "subject_ref": None,
+        "detail": None,
+    }
 
 
 # --- quotas and replay ---------------------------------------------------------------------

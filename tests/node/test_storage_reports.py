@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, inspect, select
@@ -20,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
 from node.storage import Database, open_database
-from node.storage.database import MIGRATIONS_DIR
+from node.storage.database import head_revision
 from node.storage.reports import (
     IssuedReport,
     RatingRepository,
@@ -37,6 +35,7 @@ from node.storage.schema import (
     scale_mappings,
     status_lists,
 )
+from tests.node.migrating import migrate
 
 QINGDAO, YANTAI, WEIHAI = "370200", "370600", "371000"
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -133,22 +132,14 @@ def assert_aware_utc(value: dt.datetime) -> None:
 
 def test_migration_creates_the_tables_and_downgrades_cleanly(db: Database) -> None:
     assert set(inspect(db.engine).get_table_names()) >= REPORT_TABLES
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-
-    def run(step: str, target: str) -> None:
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            getattr(command, step)(config, target)
-
-    run("downgrade", "0002")
+    migrate(db, "downgrade", "0002")
     tables = set(inspect(db.engine).get_table_names())
     assert not REPORT_TABLES & tables
     assert "log_leaves" in tables  # 0002 is left alone
     assert db.schema_revision() == "0002"
-    run("upgrade", "head")
+    migrate(db, "upgrade", "head")
     assert set(inspect(db.engine).get_table_names()) >= REPORT_TABLES
-    assert db.schema_revision() == "0004"
+    assert db.schema_revision() == head_revision()
 
 
 @pytest.mark.parametrize(
