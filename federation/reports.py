@@ -1371,6 +1371,16 @@ def _canonical_time(text: str) -> dt.datetime:
     return time
 
 
+REPORT_DIGEST_BYTES = 32
+
+
+def report_digest(report: CreditReport) -> bytes:
+    """SHA-256 of the report's signed bytes: which report a number stands for, when a
+    verifier asks the issuer for its status (a number may be given again after the issuer
+    restored an old backup)."""
+    return hashlib.sha256(report.signed_bytes()).digest()
+
+
 def sign_report(report: CreditReport, key: SigningKey) -> SignedReport:
     """Sign ``report`` with the issuing node's signing key."""
     return SignedReport(report, key.public_key.keyid, key.sign(report.signed_bytes()))
@@ -1533,6 +1543,14 @@ class ReportStatus:
             raise ReportFormatError("status: superseded_by is given exactly for superseded")
         if self.superseded_by is not None:
             check_report_no(self.superseded_by, "superseded_by")
+            # Numbers of one issuer sort in the order of issue (CITY-YYYYMMDD-NNNNNN, fixed
+            # widths), and a successor is issued after the report, by its issuer.
+            issuer = self.report_no[: len("370200-")]
+            if not self.superseded_by.startswith(issuer) or self.superseded_by <= self.report_no:
+                raise ReportFormatError(
+                    f"status: {self.report_no} cannot be superseded by {self.superseded_by}: "
+                    "a successor is a later report of the same issuer"
+                )
         object.__setattr__(self, "at", _time(self.at, "status.at"))
 
 

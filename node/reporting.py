@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hmac
 import logging
 from collections.abc import Mapping
 
@@ -35,13 +36,14 @@ from federation.reports import (
     accept_status_list,
     check_report_no,
     final_verdict,
+    report_digest,
     report_number,
     sign_report,
     sign_status_list,
     verify_offline,
     verify_status_list,
 )
-from federation.sanctions import ListKind, Subject
+from federation.sanctions import DEFAULT_POLICIES, ListKind, ListPolicy, Subject
 from federation.signing import SigningKey
 from federation.subjects import SubjectKind, parse_subject
 from node.peers import PeerLinks
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VALID_DAYS = 30
 MAX_VALID_DAYS = 366
-# Removed entries stay in a report for this long after their removal.
+# A listing that ended (removed, or its publicity over) stays in a report this long after.
 RECENTLY_REMOVED = dt.timedelta(days=365)
 # How long an issuer's answer is reused before asking again.
 STATUS_TTL = dt.timedelta(seconds=10)
@@ -111,6 +113,7 @@ class ReportOffice:
         ratings: RatingDesk,
         links: PeerLinks,
         clock: Clock,
+        list_policies: Mapping[ListKind, ListPolicy] = DEFAULT_POLICIES,
     ) -> None:
         self._me = city_code
         self._name = city_name
@@ -121,6 +124,7 @@ class ReportOffice:
         self._ratings = ratings
         self._links = links
         self._clock = clock
+        self._policies = list_policies
         self._parsed_lists: dict[str, tuple[int, StatusList]] = {}
 
     # --- issuing ------------------------------------------------------------------------
@@ -140,16 +144,29 @@ class ReportOffice:
                 "superseded only by a report on the same subject"
             )
         names = self._member_names()
+        today = china_date(now)
         entries, penalties = [], []
         for answer in self._queries.subject_status(subject, include_inactive=True):
             state = answer.state
             removal = state.removal
-            if (
-                not answer.status.active
-                and removal is not None
-                and (now.date() - removal.removed_on > RECENTLY_REMOVED)
-            ):
+            if state.origin == self._me and not self._policies[state.entry.list_kind].public:
+                # A list this city keeps to itself (a watch list): a report is handed to
+                # the applicant and read by every city. Other cities' entries held here
+                # are of lists they publish: they replicate no other kind.
                 continue
+            if state.entry.listed_on > today or (removal and removal.removed_on > today):
+                # Dated after the issue day by a city whose clock is ahead (around
+                # midnight): not part of the record yet, and no report may show it.
+                continue
+            if not answer.status.active:
+                # Removed, or past its publicity: a listing is shown for a year after it
+                # ended, with why; a penalty no longer (credit repair ends its publicity).
+                ended = removal.removed_on if removal else state.entry.publicity_end
+                if (
+                    state.entry.list_kind is ListKind.ADMINISTRATIVE_PENALTY
+                    or today - ended > RECENTLY_REMOVED
+                ):
+                    continue
             if state.entry.list_kind is ListKind.ADMINISTRATIVE_PENALTY:
                 penalties.append(
                     ReportPenalty(
@@ -176,7 +193,7 @@ class ReportOffice:
                 valid_until=a.statement.valid_until,
             )
             for a in self._ratings.about(subject)
-            if a.statement.issued_on <= china_date(now)
+            if a.statement.issued_on <= today
         ]
         if not subject_name:
             raise InvalidInputError(
@@ -278,9 +295,18 @@ class ReportOffice:
         log.info("report revoked", extra={"fields": {"report_no": report_no}})
         return status_list.version
 
-    def own_status(self, report_no: str) -> ReportStatus:
+    def own_status(self, report_no: str, digest: bytes = b"") -> ReportStatus:
+        """The status of this city's report ``report_no``. With ``digest`` (what
+        :func:`report_digest` gives for the report asked about), a report held under that
+        number that is another one (numbers are given again after a restore from an old
+        backup) is not found: its status says nothing of the report asked about."""
         row = self._own_report(report_no)
         report = SignedReport.from_bytes(row.document).report
+        if digest and not hmac.compare_digest(report_digest(report), digest):
+            raise NotFoundError(
+                f"report {report_no} held by this city ({self._me}) is another report than "
+                "the one asked about"
+            )
         return self.status_list().status_for(report)
 
     async def pull_status_lists(self) -> None:
@@ -366,10 +392,12 @@ class ReportOffice:
         answer (reused for :data:`STATUS_TTL`), else the issuer's signed list held here."""
         now = self._clock.now()
         if report.issuer == self._me:
-            if self._reports.get(report.report_no) is None:
+            try:
+                own = self.own_status(report.report_no, report_digest(report))
+            except NotFoundError:
                 return StatusFound.unknown(now, f"this city has no record of {report.describe()}")
-            return StatusFound(self.status_list().status_for(report), "issuer", now)
-        cached = self._reports.cached_status(report.report_no)
+            return StatusFound(own, "issuer", now)
+        cached = self._readable(self._reports.cached_status(report.report_no))
         held = self._held_status(report)
         settled = _settled(cached, held)
         if settled is not None:
@@ -415,7 +443,9 @@ class ReportOffice:
             return None
         try:
             answer = await stub.GetReportStatus(
-                peer_pb2.GetReportStatusRequest(report_no=report.report_no),
+                peer_pb2.GetReportStatusRequest(
+                    report_no=report.report_no, report_digest=report_digest(report)
+                ),
                 timeout=STATUS_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as exc:
@@ -457,9 +487,30 @@ class ReportOffice:
             cached = (held.version, SignedStatusList.from_bytes(held.document).status_list)
             self._parsed_lists[report.issuer] = cached
         status_list = cached[1]
-        if report.status_index >= status_list.size:
+        if report.status_index >= status_list.size or held.received_at < report.issued_at:
+            # A list the issuer sent before it issued the report says nothing about it.
             return None
-        return status_list.status_for(report), held.received_at
+        try:
+            return status_list.status_for(report), held.received_at
+        except CreditNetError as exc:
+            # Signed by the issuer, and still no status (a report superseded by itself):
+            # fail closed, as for an answer that cannot be read.
+            log.warning(
+                "issuer's status list held here refused",
+                extra={"fields": {"issuer": report.issuer, "reason": exc.message}},
+            )
+            return None
+
+    @staticmethod
+    def _readable(check: StatusCheck | None) -> StatusCheck | None:
+        """A cached answer, unless it is one this version refuses (kept by an older one)."""
+        if check is None:
+            return None
+        try:
+            _from_check(check)
+        except CreditNetError:
+            return None
+        return check
 
 
 def _hours(span: dt.timedelta) -> str:

@@ -26,7 +26,7 @@ from federation.errors import (
 )
 from federation.member import Member
 from federation.merkle import PerfectSubtrees, consistency_proof, decompose
-from federation.reports import check_report_no
+from federation.reports import REPORT_DIGEST_BYTES, check_report_no
 from node.ledger import OwnLog
 from node.matching.holder import (
     BadTime,
@@ -234,7 +234,13 @@ class PeerApi(peer_pb2_grpc.PeerServiceServicer):
         self, request: peer_pb2.GetReportStatusRequest, context: Context
     ) -> peer_pb2.GetReportStatusResponse:
         self._caller(context)
-        status = self._reports.own_status(check_report_no(request.report_no))
+        digest = request.report_digest
+        if len(digest) not in (0, REPORT_DIGEST_BYTES):
+            raise InvalidInputError(
+                f"report_digest must be {REPORT_DIGEST_BYTES} bytes (SHA-256) or empty, "
+                f"not {len(digest)}"
+            )
+        status = self._reports.own_status(check_report_no(request.report_no), digest)
         answer = peer_pb2.GetReportStatusResponse(
             state=_REPORT_STATE[status.state],
             reason=status.reason,

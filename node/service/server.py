@@ -198,6 +198,7 @@ async def _run(
         ratings=ratings,
         links=links,
         clock=clock,
+        list_policies=config.list_policies,
     )
     matching_pool = MatchingPool(config.matching_workers or None)
     querier = MatchQuerier(

@@ -141,6 +141,18 @@ def test_get_ratings_refuses_a_sequence_no_database_holds(federation: Federation
     assert "after_sequence 18446744073709551615 is out of range" in refused.value.details()
 
 
+def test_get_report_status_refuses_a_digest_that_is_no_sha256(federation: Federation) -> None:
+    caller, target = federation.node("370600"), federation.node("370200")
+    request = peer_pb2.GetReportStatusRequest(
+        report_no="370200-20261202-000001", report_digest=b"\x01" * 20
+    )
+    with peer_channel(caller.config.home, target) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            peer_pb2_grpc.PeerServiceStub(channel).GetReportStatus(request, timeout=5)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "report_digest must be 32 bytes (SHA-256) or empty, not 20" in refused.value.details()
+
+
 @pytest.mark.parametrize("version", [2**63, 2**64 - 1])
 def test_manifest_versions_no_database_holds_are_refused(
     federation: Federation, version: int

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,32 @@ import pytest
 from creditnet.v1 import peer_pb2, reports_pb2
 from federation.canonical import MAX_DOCUMENT_BYTES
 from federation.clock import FixedClock
-from federation.errors import InvalidInputError, NotFoundError, ReportStatusError
+from federation.errors import (
+    InvalidInputError,
+    NotFoundError,
+    ReportFormatError,
+    ReportStatusError,
+)
 from federation.manifest import SignedManifest, build_manifest
 from federation.reports import (
+    ReportStatus,
     SignedReport,
     SignedStatusList,
     StatusList,
+    report_digest,
     sign_report,
     sign_status_list,
 )
+from federation.sanctions import (
+    DEFAULT_POLICIES,
+    EntryState,
+    ListKind,
+    ListPolicy,
+    Removal,
+    RemovalReason,
+    SanctionEntry,
+)
+from node.queries import EntryAnswer
 from node.reporting import STATUS_TTL, ReportOffice, Verification
 from node.storage import open_database
 from node.storage.reports import IssuedReport, ReportRepository, StatusCheck
@@ -117,7 +135,14 @@ def database(tmp_path: Path) -> Iterator[Any]:
     db.close()
 
 
-def office(database: Any, clock: FixedClock, city: str, links: Links) -> ReportOffice:
+def office(
+    database: Any,
+    clock: FixedClock,
+    city: str,
+    links: Links,
+    queries: Any = None,
+    policies: Mapping[ListKind, ListPolicy] = DEFAULT_POLICIES,
+) -> ReportOffice:
     manifest = build_manifest(
         federation_id="jiaodong",
         federation_name="胶东经济圈",
@@ -136,10 +161,11 @@ def office(database: Any, clock: FixedClock, city: str, links: Links) -> ReportO
         signing_key=CITIES[city].key,
         trust=trust,
         reports=ReportRepository(database),
-        queries=Unused(),  # type: ignore[arg-type]
+        queries=queries or Unused(),
         ratings=Unused(),  # type: ignore[arg-type]
         links=links,  # type: ignore[arg-type]
         clock=clock,
+        list_policies=policies,
     )
 
 
@@ -584,3 +610,273 @@ def test_the_same_list_sent_again_is_confirmed_as_still_the_issuers(
     found = verify(yantai, full_report())
     assert (found.verdict.state, found.status_source) == ("valid", "replica")
     assert found.status_as_of == NOW + dt.timedelta(hours=20)
+
+
+# --- what a report holds of the lists ----------------------------------------------------
+
+
+class HeldEntries:
+    """The list entries this node holds on the subject (its own and replicas), as the
+    node's list queries answer them at the clock's time."""
+
+    def __init__(self, clock: FixedClock, *states: EntryState) -> None:
+        self.clock, self.states = clock, states
+
+    def subject_status(self, subject: Any, include_inactive: bool) -> list[EntryAnswer]:
+        return [EntryAnswer(s, s.effective(self.clock.now())) for s in self.states]
+
+
+def held(
+    kind: ListKind,
+    listed_on: dt.date,
+    *,
+    publicity_end: dt.date | None = None,
+    removed_on: dt.date | None = None,
+    number: int = 1,
+    origin: str = YANTAI,
+) -> EntryState:
+    entry = SanctionEntry.create(
+        list_kind=kind,
+        subject_id=COMPANY.id,
+        subject_name=COMPANY.name,
+        reason="拒不履行法定义务",
+        legal_basis="《山东省社会信用条例》第三十条",
+        authority="烟台市发展和改革委员会",
+        decision_no=f"烟发改信〔2019〕{number}号",
+        listed_on=listed_on,
+        publicity_end=publicity_end,
+        policy=DEFAULT_POLICIES[kind],
+    )
+    removal = None
+    if removed_on is not None:
+        removal = Removal(removed_on, RemovalReason.REPAIR, "烟台市发展和改革委员会", "已修复")
+    return EntryState(
+        origin=origin,
+        entry_id=entry.entry_id(origin),
+        entry=entry,
+        removal=removal,
+        objection=None,
+        last_index=number,
+        updated_at=ISSUED,
+    )
+
+
+def issue_at(
+    database: Any,
+    at: dt.datetime,
+    *states: EntryState,
+    policies: Mapping[ListKind, ListPolicy] = DEFAULT_POLICIES,
+) -> SignedReport:
+    clock = FixedClock(NOW)  # the manifest is installed at NOW, then the clock moves
+    queries = HeldEntries(clock, *states)
+    qingdao = office(database, clock, QINGDAO, Links(None), queries, policies)
+    clock.advance(at - NOW)
+    return qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
+
+
+SERIOUS, PENALTY = ListKind.SERIOUS_DISHONESTY, ListKind.ADMINISTRATIVE_PENALTY
+
+
+def test_a_listing_is_shown_for_a_year_after_it_ended_however_it_ended(database: Any) -> None:
+    today = dt.date(2026, 6, 1)  # NOW in China
+    year = dt.timedelta(days=365)
+    report = issue_at(
+        database,
+        NOW,
+        held(SERIOUS, dt.date(2019, 1, 10), publicity_end=dt.date(2020, 1, 9), number=1),
+        held(SERIOUS, dt.date(2024, 1, 10), publicity_end=today - year, number=2),
+        held(SERIOUS, dt.date(2024, 1, 10), publicity_end=today - year - dt.timedelta(1), number=3),
+        held(SERIOUS, dt.date(2024, 1, 10), removed_on=today - year, number=4),
+        held(SERIOUS, dt.date(2024, 1, 10), removed_on=today - year - dt.timedelta(1), number=5),
+        held(SERIOUS, dt.date(2026, 1, 10), number=6),
+    ).report
+    shown = {e.decision_no[-2]: (e.active, e.why) for e in report.list_entries}
+    assert shown == {
+        "2": (False, f"publicity ended on {today - year}"),
+        "4": (False, f"removed on {today - year}: repair"),
+        "6": (True, "listed on 2026-01-10, public until 2029-01-09"),
+    }
+
+
+def test_only_penalties_in_their_publicity_are_shown(database: Any) -> None:
+    report = issue_at(
+        database,
+        NOW,
+        held(PENALTY, dt.date(2026, 1, 10), number=1),
+        held(PENALTY, dt.date(2025, 1, 10), removed_on=dt.date(2026, 5, 1), number=2),
+        held(PENALTY, dt.date(2023, 1, 10), publicity_end=dt.date(2026, 1, 9), number=3),
+    ).report
+    assert [p.decision_no for p in report.penalties] == ["烟发改信〔2019〕1号"]
+
+
+def test_the_year_is_counted_in_days_in_china(database: Any) -> None:
+    # 07:00 in China on 2027-06-02 is still 2027-06-01 in UTC.
+    at = dt.datetime(2027, 6, 1, 23, 0, tzinfo=dt.UTC)
+    removed = held(SERIOUS, dt.date(2024, 1, 10), removed_on=dt.date(2026, 6, 1))  # 366 days
+    assert issue_at(database, at, removed).report.list_entries == ()
+
+
+def test_an_entry_dated_after_the_issue_day_is_left_out_not_refused(database: Any) -> None:
+    # A city whose clock is ahead listed (or removed) it "tomorrow", as seen here.
+    tomorrow = dt.date(2026, 6, 2)
+    report = issue_at(
+        database,
+        NOW,
+        held(SERIOUS, tomorrow, number=1),
+        held(PENALTY, tomorrow, number=2),
+        held(SERIOUS, dt.date(2026, 1, 10), removed_on=tomorrow, number=3),
+        held(SERIOUS, dt.date(2026, 1, 10), number=4),
+    ).report
+    assert [e.decision_no for e in report.list_entries] == ["烟发改信〔2019〕4号"]
+    assert report.penalties == ()
+
+
+# --- which report a number stands for ----------------------------------------------------
+
+
+def test_another_report_under_the_same_number_is_not_the_one_asked_about(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """After the issuer restores an old backup, it gives a lost report's number again."""
+    lost_db = open_database(f"sqlite:///{tmp_path / 'lost.db'}")
+    lost = office(lost_db, clock, QINGDAO, Links(None), HeldEntries(clock))
+    first = lost.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes="")
+    lost.revoke(first.report.report_no, "出具有误")
+    restored_db = open_database(f"sqlite:///{tmp_path / 'restored.db'}")
+    restored = office(restored_db, clock, QINGDAO, Links(None), HeldEntries(clock))
+    clock.advance(dt.timedelta(minutes=5))
+    again = restored.issue(PERSON_ID, subject_name="张三", valid_days=30, supersedes="")
+    assert again.report.report_no == first.report.report_no
+    checked = verify(restored, first)
+    assert checked.verdict.state == "status-unknown"
+    assert f"no record of report {first.report.report_no}" in " ".join(checked.verdict.reasons)
+    assert verify(restored, again).verdict.state == "valid"
+    # A peer asking with the report's digest is told the issuer has no record of it; one
+    # asking with the number alone (a node of an older version) gets the number's status.
+    with pytest.raises(NotFoundError, match="another report than the one asked about"):
+        restored.own_status(first.report.report_no, report_digest(first.report))
+    assert restored.own_status(first.report.report_no).state == "valid"
+    assert restored.own_status(again.report.report_no, report_digest(again.report)).state == (
+        "valid"
+    )
+    lost_db.close()
+    restored_db.close()
+
+
+def test_the_verifier_names_the_report_it_asks_about(
+    yantai: ReportOffice, issuer: FakeIssuer
+) -> None:
+    document = full_report()
+    asked: list[peer_pb2.GetReportStatusRequest] = []
+    answer = issuer.GetReportStatus
+
+    async def recording(request: peer_pb2.GetReportStatusRequest, **options: Any) -> Any:
+        asked.append(request)
+        return await answer(request, **options)
+
+    issuer.GetReportStatus = recording  # type: ignore[method-assign]
+    assert verify(yantai, document).verdict.state == "valid"
+    assert [(r.report_no, r.report_digest) for r in asked] == [
+        (document.report.report_no, hashlib.sha256(document.report.signed_bytes()).digest())
+    ]
+
+
+# --- a successor must be a later report of the same issuer -------------------------------
+
+
+@pytest.mark.parametrize(
+    "successor",
+    [
+        _full_report().report_no,  # itself
+        "370600-20260602-000001",  # another city's
+        "370200-20260531-000099",  # issued before it
+    ],
+)
+def test_an_answer_naming_an_impossible_successor_is_no_answer(
+    yantai: ReportOffice, issuer: FakeIssuer, clock: FixedClock, successor: str
+) -> None:
+    document = full_report()
+    issuer.state, issuer.superseded_by = 3, successor  # superseded
+    checked = verify(yantai, document)
+    assert checked.verdict.state == "status-unknown"
+    # Nothing of it was kept as final: the issuer's next answer counts.
+    issuer.state, issuer.superseded_by = 1, ""
+    clock.advance(STATUS_TTL * 2)
+    assert verify(yantai, document).verdict.state == "valid"
+
+
+def test_a_held_list_superseding_a_report_by_itself_is_not_used(
+    yantai: ReportOffice, issuer: FakeIssuer, database: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    document = full_report()
+    index = document.report.status_index
+    status_list = StatusList.new(issuer=QINGDAO, at=NOW, size=64).supersede(
+        index, document.report.report_no, NOW
+    )
+    ReportRepository(database).put_status_list(
+        QINGDAO,
+        status_list.version,
+        status_list.updated_at,
+        sign_status_list(status_list, CITIES[QINGDAO].key).to_bytes(),
+        NOW,
+    )
+    issuer.error = UNAVAILABLE
+    with caplog.at_level(logging.WARNING):
+        checked = verify(yantai, document)
+    assert checked.verdict.state == "status-unknown"
+    assert "issuer's status list held here refused" in caplog.text
+    issuer.error = None
+    assert verify(yantai, document).verdict.state == "valid"
+
+
+def test_a_successor_must_be_a_later_report_of_the_same_issuer() -> None:
+    ok = ReportStatus(
+        report_no="370200-20260601-000017",
+        state="superseded",
+        reason="superseded by report 370200-20260601-000018",
+        superseded_by="370200-20260601-000018",
+        at=NOW,
+    )
+    assert ok.superseded_by == "370200-20260601-000018"
+    for successor in ("370200-20260601-000017", "370200-20260531-000020", "370600-20260601-000018"):
+        with pytest.raises(ReportFormatError, match="a successor is a later report of the same"):
+            dataclasses.replace(ok, superseded_by=successor)
+
+
+# --- what a public report may show -----------------------------------------------------------
+
+
+def test_a_list_this_city_keeps_to_itself_is_not_in_its_reports(database: Any) -> None:
+    private = dataclasses.replace(DEFAULT_POLICIES[SERIOUS], public=False)
+    report = issue_at(
+        database,
+        NOW,
+        held(ListKind.WATCH_LIST, dt.date(2026, 1, 10), number=1, origin=QINGDAO),
+        held(SERIOUS, dt.date(2026, 1, 10), number=2, origin=QINGDAO),
+        held(ListKind.JOINT_PUNISHMENT, dt.date(2026, 1, 10), number=3, origin=QINGDAO),
+        held(SERIOUS, dt.date(2026, 1, 10), number=4),  # Yantai's, replicated: it publishes it
+        policies={**DEFAULT_POLICIES, SERIOUS: private},
+    ).report
+    assert not DEFAULT_POLICIES[ListKind.WATCH_LIST].public
+    assert sorted((e.origin, e.decision_no[-2]) for e in report.list_entries) == [
+        (QINGDAO, "3"),
+        (YANTAI, "4"),
+    ]
+
+
+# --- a list held here speaks only for reports issued before it was sent ---------------------
+
+
+def test_a_list_sent_before_the_report_was_issued_says_nothing_of_it(
+    yantai: ReportOffice, issuer: FakeIssuer, database: Any
+) -> None:
+    document = full_report()
+    issued = document.report.issued_at
+    hold_status_list(database, revoked=False, at=issued - dt.timedelta(minutes=1))
+    issuer.error = UNAVAILABLE
+    checked = verify(yantai, document)
+    assert checked.verdict.state == "status-unknown"
+    assert checked.status_source != "replica"
+    # Sent again (the same version) once the report was issued: now it speaks for it.
+    ReportRepository(database).confirm_status_list(QINGDAO, 1, issued)
+    assert verify(yantai, document).status_source == "replica"

@@ -337,15 +337,22 @@ class GetReportStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPORT_NO_FIELD_NUMBER: _builtins.int
+    REPORT_DIGEST_FIELD_NUMBER: _builtins.int
     report_no: _builtins.str
+    report_digest: _builtins.bytes
+    """SHA-256 of the report's signed bytes (federation.reports.report_digest), so that the
+    issuer answers for that report and no other under the same number (NOT_FOUND if the
+    one it holds differs). Empty from nodes before this field: the number alone.
+    """
     def __init__(
         self,
         *,
         report_no: _builtins.str = ...,
+        report_digest: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["report_no", b"report_no"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report_digest", b"report_digest", "report_no", b"report_no"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
