@@ -849,16 +849,20 @@ class SignedReport:
 
     def matches_code(self, typed: str) -> bool:
         """Whether ``typed`` (case, spaces and dashes forgiven) is this file's code."""
-        if not isinstance(typed, str) or len(typed) > 64:
-            return False
-        cleaned = "".join(ch for ch in typed.upper() if ch not in " -\t")
-        expected = self.verification_code.replace("-", "")
-        return hmac.compare_digest(cleaned.encode("utf-8"), expected.encode("ascii"))
+        return same_verification_code(typed, self.verification_code)
 
     @property
     def verification_payload(self) -> str:
         """What the printed QR code carries: ``creditnet:report:<report_no>:<code>``."""
         return f"creditnet:report:{self.report.report_no}:{self.verification_code}"
+
+
+def same_verification_code(typed: str, code: str) -> bool:
+    """Whether a code typed from paper (case, spaces and dashes forgiven) is ``code``."""
+    if not isinstance(typed, str) or len(typed) > 64:
+        return False
+    cleaned = "".join(ch for ch in typed.upper() if ch not in " -\t")
+    return hmac.compare_digest(cleaned.encode("utf-8"), code.replace("-", "").encode("ascii"))
 
 
 # --- reading a canonical report file in one pass -----------------------------------------
@@ -1439,7 +1443,9 @@ def verify_offline(
     """Verify a report against this node's trusted manifest versions, without the network.
 
     Steps, in order; the first that fails decides: (1) the report's manifest version is one
-    this node trusts; (2) the issuer is a member of that version; (3) the key id is the
+    this node trusts (a version before the oldest it trusts, from before it joined the
+    federation, is checked against that oldest one); (2) the issuer is a member of that
+    version; (3) the key id is the
     issuer's signing key there; (4) the signature verifies; (5) the key had not been
     replaced (or the issuer removed) in a version this node trusted before the issue time;
     (6) the report is not dated in the future (beyond ``max_skew``); (7) it has not expired.
@@ -1459,16 +1465,28 @@ def verify_offline(
     # (1) manifest version
     wanted = report.manifest_version
     epoch = next((e for e in chain if e.manifest.version == wanted), None)
-    if epoch is None:
+    if epoch is None and versions and wanted < versions[0]:
+        # Issued before this node's history starts (it joined the federation later): the
+        # oldest version it trusts stands in, so the issuer must hold the same key there.
+        epoch = chain[0]
+        reasons.append(
+            f"manifest: v{wanted} is before this node's history (it trusts "
+            f"v{versions[0]}..v{versions[-1]}); checked against v{versions[0]}, the oldest"
+        )
+    elif epoch is None:
         trusted = f"v{versions[0]}..v{versions[-1]}" if versions else "no manifest at all"
         return invalid(f"unknown manifest version v{wanted}; this node trusts {trusted}")
+    else:
+        reasons.append(
+            f"manifest: v{wanted} of {epoch.manifest.federation_id} is trusted by this node: ok"
+        )
     manifest = epoch.manifest
-    reasons.append(f"manifest: v{wanted} of {manifest.federation_id} is trusted by this node: ok")
+    checked = manifest.version
     # (2) issuer
     member = manifest.member(report.issuer)
     if member is None:
-        return invalid(f"issuer {report.issuer} is not a member of manifest v{wanted}")
-    reasons.append(f"issuer: {report.issuer} ({member.name}) is a member of v{wanted}: ok")
+        return invalid(f"issuer {report.issuer} is not a member of manifest v{checked}")
+    reasons.append(f"issuer: {report.issuer} ({member.name}) is a member of v{checked}: ok")
     # (3) key id
     expected = member.signing_key.keyid
     if signed.keyid != expected:
@@ -1476,9 +1494,9 @@ def verify_offline(
         whose = f"the key of {holder.city_code}" if holder else "not a member's key"
         return invalid(
             f"signed with key {signed.keyid[:16]} ({whose}), not with {report.issuer}'s "
-            f"signing key {expected[:16]} in v{wanted}"
+            f"signing key {expected[:16]} in v{checked}"
         )
-    reasons.append(f"key: {expected[:16]} is {report.issuer}'s signing key in v{wanted}: ok")
+    reasons.append(f"key: {expected[:16]} is {report.issuer}'s signing key in v{checked}: ok")
     # (4) signature
     try:
         member.signing_key.verify(signed.signature, report.signed_bytes())
@@ -1490,7 +1508,7 @@ def verify_offline(
     reasons.append("signature: verifies over the report: ok")
     # (5) key not replaced before the issue time
     for later in chain:
-        if later.manifest.version <= wanted or later.trusted_from is None:
+        if later.manifest.version <= checked or later.trusted_from is None:
             continue
         if later.trusted_from > report.issued_at:
             continue

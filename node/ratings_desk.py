@@ -54,6 +54,9 @@ class RatingAnswer:
     scale: RatingScale | None
     recognition: Recognition
     received_at: dt.datetime
+    #: Whether this is its issuer's newest rating of the subject on that scale. An older
+    #: one is superseded: shown as history, not recognised, and left out of reports.
+    current: bool = True
 
 
 class RatingDesk:
@@ -311,8 +314,13 @@ class RatingDesk:
         book = MappingBook(
             SignedScaleMapping.from_bytes(m.document).mapping for m in self._ratings.mappings()
         )
+        rows = self._ratings.by_subject(subject.value)
+        newest: dict[tuple[str, str], tuple[dt.date, int]] = {}
+        for row in rows:
+            key, rank = (row.issuer, row.scale_id), (row.issued_on, row.sequence)
+            newest[key] = max(newest.get(key, rank), rank)
         answers = []
-        for row in self._ratings.by_subject(subject.value):
+        for row in rows:
             statement = SignedRatingStatement.from_bytes(row.document).statement
             mapping = book.lookup(statement.issuer, statement.scale_id)
             recognition = recognise(statement, mapping, self._policy, now=now, manifest=manifest)
@@ -322,7 +330,19 @@ class RatingDesk:
             scale = mapping.scale if mapping is not None else None
             if scale is None and statement.issuer == self._me:
                 scale = self.scales.get(statement.scale_id)
-            answers.append(RatingAnswer(statement, scale, recognition, row.received_at))
+            latest = newest[row.issuer, row.scale_id]
+            current = (row.issued_on, row.sequence) == latest
+            if not current:
+                recognition = dataclasses.replace(
+                    recognition,
+                    recognised=False,
+                    reasons=(
+                        *recognition.reasons,
+                        f"superseded: {row.issuer} rated the subject again on this scale on "
+                        f"{latest[0]}",
+                    ),
+                )
+            answers.append(RatingAnswer(statement, scale, recognition, row.received_at, current))
         answers.sort(
             key=lambda a: (a.statement.issuer, a.statement.scale_id, a.statement.issued_on)
         )
@@ -347,6 +367,11 @@ def statement_for(
     if points is not None and not grade and scale.kind == "points":
         grade = scale.grade_of(points)
     today = china_date(clock.now())
+    if issued_on is not None and issued_on > today:
+        raise InvalidInputError(
+            f"issued_on {issued_on} is after today ({today} in China): a rating is issued on "
+            "or before the day this node signs it"
+        )
     return RatingStatement(
         issuer=issuer,
         subject=Subject(kind=subject.kind, id=subject.value, name=subject_name),

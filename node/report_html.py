@@ -82,11 +82,16 @@ def _date(value: dt.date | None) -> str:
     return value.isoformat() if value is not None else "—"
 
 
-def _table(headings: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A table of already-escaped cells, or 无 when there are no rows."""
+#: What an empty section says when this software has no source for it: the node records
+#: no licences or commitments yet, so "none" (无) would state what it does not know.
+NOT_COLLECTED = "出具机构未归集此类信息"
+
+
+def _table(headings: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str = "无") -> str:
+    """A table of already-escaped cells, or ``empty`` when there are no rows."""
     body = ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows]
     if not body:
-        return '<p class="none">无</p>'
+        return f'<p class="none">{html.escape(empty)}</p>'
     head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headings) + "</tr>"
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -170,6 +175,7 @@ def render_html(signed: SignedReport, *, issuer_name_zh: str) -> str:
             (_e(lic.authority), _e(lic.licence_no), _date(lic.issued_on), _e(lic.summary))
             for lic in report.licences
         ),
+        empty=NOT_COLLECTED,
     )
     ratings = _table(
         ("评价机构", "评价体系", "等级", "联盟通用等级", "评价日期", "有效期至"),
@@ -188,6 +194,7 @@ def render_html(signed: SignedReport, *, issuer_name_zh: str) -> str:
     commitments = _table(
         ("承诺日期", "承诺内容"),
         ((_date(c.made_on), _e(c.content)) for c in report.commitments),
+        empty=NOT_COLLECTED,
     )
     return f"""<!DOCTYPE html>
 <html lang="zh-CN">

@@ -98,6 +98,8 @@ class Verification:
     status: ReportStatus | None
     status_source: str
     status_as_of: dt.datetime | None
+    #: The file's verification code (what the printed report shows), when it could be read.
+    verification_code: str = ""
 
 
 class ReportOffice:
@@ -193,7 +195,7 @@ class ReportOffice:
                 valid_until=a.statement.valid_until,
             )
             for a in self._ratings.about(subject)
-            if a.statement.issued_on <= today
+            if a.current and a.statement.issued_on <= today
         ]
         if not subject_name:
             raise InvalidInputError(
@@ -372,10 +374,10 @@ class ReportOffice:
             )
             return Verification(verdict, None, None, "", None)
         offline = verify_offline(signed, chain=self._trust.epochs(), now=now)
-        report = offline.report
+        report, code = offline.report, signed.verification_code
         if report is None or offline.state != "valid" or offline_only:
             verdict = final_verdict(offline, None, status_source=None, status_as_of=None)
-            return Verification(verdict, report, None, "", None)
+            return Verification(verdict, report, None, "", None, code)
         found = await self._status(report)
         verdict = final_verdict(
             offline,
@@ -384,7 +386,7 @@ class ReportOffice:
             status_as_of=found.as_of,
             unknown_because=found.unknown_because,
         )
-        return Verification(verdict, report, found.status, found.source or "", found.as_of)
+        return Verification(verdict, report, found.status, found.source or "", found.as_of, code)
 
     async def _status(self, report: CreditReport) -> StatusFound:
         """The report's status: from this city's own list for its own reports; for another

@@ -45,6 +45,7 @@ from federation.errors import (
     PermissionDeniedError,
 )
 from federation.ratings import MAX_POINTS
+from federation.reports import same_verification_code
 from node.cli.table import render_table
 from node.client import NodeClient
 from node.config import load_config
@@ -152,6 +153,12 @@ def _register_report(
     verify.add_argument("file", type=Path, metavar="FILE", help="the signed report")
     verify.add_argument(
         "--offline", action="store_true", help="no status lookup (revocation not checked)"
+    )
+    verify.add_argument(
+        "--code",
+        metavar="CODE",
+        help="the verification code printed on the paper report: checks that the paper and "
+        "the file are the same report (not VALID if they are not)",
     )
     verify.set_defaults(handler=run_verify)
 
@@ -351,6 +358,8 @@ def format_verdict(
         ]
         if answer.superseded_by:
             rows.append(("superseded by", answer.superseded_by))
+        if answer.verification_code:
+            rows.append(("code", answer.verification_code))
         lines.extend(f"{label + ':':<15}{value}" for label, value in rows)
     return "\n".join(lines)
 
@@ -361,7 +370,19 @@ def run_verify(args: argparse.Namespace) -> int:
         answer = client.verify_report(document, offline_only=args.offline)
         names = _city_names(client) if answer.issuer else {}
     print(format_verdict(answer, names=names, offline=args.offline))
-    return verdict_exit_code(answer.verdict)
+    code = verdict_exit_code(answer.verdict)
+    if args.code is not None:
+        if not answer.verification_code:
+            print("code on paper: cannot be compared, the file is not a report")
+        elif same_verification_code(args.code, answer.verification_code):
+            print("code on paper: matches this file")
+        else:
+            print(
+                f"code on paper: DOES NOT MATCH this file's {answer.verification_code}: the "
+                "paper is not a print of this file"
+            )
+            return code if code != EXIT_OK else EXIT_NOT_VALID
+    return code
 
 
 def _city_names(client: NodeClient) -> dict[str, str]:

@@ -357,6 +357,7 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
             summary=result.verdict.summary,
             reasons=list(result.verdict.reasons),
             status_source=result.status_source,
+            verification_code=result.verification_code,
         )
         report = result.report
         if report is not None:

@@ -596,6 +596,32 @@ def test_key_rotation_only_invalidates_reports_issued_after_it() -> None:
     assert verify(signed(), chain=(ManifestEpoch(V1), ManifestEpoch(V2))).state == "valid"
 
 
+def test_a_node_that_joined_later_checks_older_reports_against_its_oldest_version() -> None:
+    joined_at_v2 = (ManifestEpoch(V2), ManifestEpoch(V3, ISSUED + SECOND))
+    # Issued under v1 by a key the issuer still holds in v2 (Yantai's is unchanged).
+    yantai_report = full_report(
+        issuer=YANTAI, report_no=report_number(YANTAI, ISSUED, 17), manifest_version=1
+    )
+    yantai = signed(yantai_report, key=CITIES[YANTAI].key)
+    verdict = verify(yantai, chain=joined_at_v2)
+    assert verdict.state == "valid"
+    assert verdict.reasons[0] == (
+        "manifest: v1 is before this node's history (it trusts v2..v3); checked against v2, "
+        "the oldest"
+    )
+    assert verdict.reasons[2].endswith("is 370600's signing key in v2: ok")
+    # Qingdao replaced its key in v2: its v1 reports cannot be checked by this node.
+    qingdao = verify(signed(), chain=joined_at_v2)
+    assert qingdao.state == "invalid"
+    assert qingdao.reasons[-1].endswith(
+        f"not with 370200's signing key {ROTATED.member.signing_key.keyid[:16]} in v2"
+    )
+    # Qingdao left in v3: a node that joined at v3 has no key of Qingdao's to check with.
+    joined_at_v3 = (ManifestEpoch(V3),)
+    removed = verify(signed(full_report(manifest_version=2), key=ROTATED.key), chain=joined_at_v3)
+    assert removed.reasons[-1] == "issuer 370200 is not a member of manifest v3"
+
+
 def test_future_and_expiry_boundaries() -> None:
     skew = dt.timedelta(minutes=5)
     assert verify(signed(), now=ISSUED - skew).state == "valid"

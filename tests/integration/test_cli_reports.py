@@ -190,6 +190,19 @@ def test_issue_verify_tamper_revoke(
     assert "status source: the issuer" in lines
     assert re.search(r"^status as of:  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", out, re.M)
     assert re.search(r"^valid until:   \d{4}-", out, re.M)
+    assert f"code:          {code_text}" in lines
+
+    # The code on the paper ties it to this file; a clerk may type it any way.
+    typed = code_text.lower().replace("-", " ")
+    code, out, _ = verify(fed, capsys, report, "--code", typed)
+    assert code == 0 and out.splitlines()[-1] == "code on paper: matches this file"
+    other = ("A" if code_text[0] != "A" else "B") + code_text[1:]
+    code, out, _ = verify(fed, capsys, report, "--code", other)
+    assert code == 3 and out.startswith("VALID: ")
+    assert out.splitlines()[-1] == (
+        f"code on paper: DOES NOT MATCH this file's {code_text}: the paper is not a print of "
+        "this file"
+    )
 
     tampered = tmp_path / "tampered.json"
     altered = decision_no.replace("信惩", "信罚")
@@ -260,9 +273,10 @@ def test_a_file_that_is_no_report_is_invalid(
 ) -> None:
     path = tmp_path / "upload.bin"
     path.write_bytes(content)
-    code, out, _ = verify(fed, capsys, path)
+    code, out, _ = verify(fed, capsys, path, "--code", "ABCD-EFGH-IJKL-MNOP")
     assert code == 3 and out.startswith("INVALID: ") and words in out
     assert "report no:" not in out
+    assert out.splitlines()[-1] == "code on paper: cannot be compared, the file is not a report"
 
 
 def test_an_unreadable_file_is_an_error(

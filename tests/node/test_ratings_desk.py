@@ -29,7 +29,7 @@ from federation.ratings import (
 )
 from federation.sanctions import Subject
 from federation.subjects import SubjectKind, parse_subject
-from node.ratings_desk import RatingDesk
+from node.ratings_desk import RatingDesk, statement_for
 from node.storage import Database, open_database
 from node.storage.reports import RatingRepository
 from node.storage.repositories import ManifestRepository
@@ -171,6 +171,42 @@ def rate(node: Node, number: int) -> int:
 # --- the clerk's answer ------------------------------------------------------------------
 
 
+def test_a_newer_rating_on_the_same_scale_supersedes_the_older(nodes: dict[str, Node]) -> None:
+    yantai, qingdao = nodes[YANTAI], nodes[QINGDAO]
+    later = TODAY - dt.timedelta(days=5)
+    newer = dataclasses.replace(RATING, grade="M", evidence_ref=evidence(2), issued_on=later)
+    yantai.desk.submit(newer)
+    rate(yantai, 1)  # sent afterwards, but issued 40 days ago: still the older one
+    qingdao.pull()
+    found = qingdao.desk.about(parse_subject(COMPANY.id, today=TODAY))
+    assert [(a.statement.evidence_ref, a.current, a.recognition.recognised) for a in found] == [
+        (evidence(1), False, False),
+        (evidence(2), True, True),
+    ]
+    older = found[0].recognition
+    assert older.common_grade == "B"  # still shown, as history
+    assert older.reasons[-1] == (
+        f"superseded: {YANTAI} rated the subject again on this scale on {later}"
+    )
+
+
+def test_a_rating_dated_after_today_is_refused_where_it_is_signed() -> None:
+    clock = FixedClock(NOW)
+    with pytest.raises(InvalidInputError, match=r"issued_on .* is after today \(.* in China\)"):
+        statement_for(
+            issuer=YANTAI,
+            subject=parse_subject(COMPANY.id, today=TODAY),
+            subject_name=COMPANY.name,
+            scale=PRESET_SCALES["tax-credit"],
+            grade="A",
+            points=None,
+            issued_on=TODAY + dt.timedelta(days=1),
+            valid_until=TODAY + dt.timedelta(days=30),
+            evidence_ref="x",
+            clock=clock,
+        )
+
+
 def test_a_city_removed_from_the_federation_is_no_longer_recognised(
     nodes: dict[str, Node],
 ) -> None:
@@ -217,8 +253,10 @@ def test_ratings_keep_replicating_after_the_issuer_rotates_its_key(
     qingdao.pull()
     assert qingdao.ratings.last_sequence(YANTAI) == 2
     assert [m.version for m in qingdao.ratings.mappings(YANTAI)] == [2]
+    # Both held: the first, signed by the old key, was verified when it arrived; the
+    # second, of the same scale and day, supersedes it.
     assert [(ref, ok) for ref, ok, _, _ in qingdao.about(COMPANY)] == [
-        (evidence(1), True),  # signed by the old key, verified when it arrived
+        (evidence(1), False),
         (evidence(2), True),
     ]
     # A city pulling for the first time gets the statement signed before the rotation
@@ -230,7 +268,9 @@ def test_ratings_keep_replicating_after_the_issuer_rotates_its_key(
     weihai.peers[YANTAI] = PeerStub(yantai)
     weihai.pull()
     assert weihai.ratings.last_sequence(YANTAI) == 2
-    assert [ok for _, ok, _, _ in weihai.about(COMPANY)] == [True, True]
+    # Both taken in (the first one is not recognised only because the second supersedes it).
+    first, second = weihai.about(COMPANY)
+    assert first[3][-1].startswith("superseded: ") and second[1]
     assert "refused" not in caplog.text
     after = SignedRatingStatement.from_bytes(
         yantai.ratings.statements_after(YANTAI, 0, 1)[0].document

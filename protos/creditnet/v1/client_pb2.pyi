@@ -866,6 +866,7 @@ class VerifyReportResponse(_message.Message):
     STATUS_SOURCE_FIELD_NUMBER: _builtins.int
     STATUS_AS_OF_FIELD_NUMBER: _builtins.int
     SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
+    VERIFICATION_CODE_FIELD_NUMBER: _builtins.int
     verdict: _reports_pb2.ReportVerdict.ValueType
     summary: _builtins.str
     """One line a clerk reads first, e.g. "signature valid, status unknown since 10:02"."""
@@ -878,6 +879,10 @@ class VerifyReportResponse(_message.Message):
     here) or "" when none was available.
     """
     superseded_by: _builtins.str
+    verification_code: _builtins.str
+    """The file's verification code (ABCD-EFGH-IJKL-MNOP, as printed on the report), for a
+    clerk to compare with the paper; empty when the file is not a report.
+    """
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every check made, in order, with its outcome."""
@@ -902,10 +907,11 @@ class VerifyReportResponse(_message.Message):
         status_source: _builtins.str = ...,
         status_as_of: _timestamp_pb2.Timestamp | None = ...,
         superseded_by: _builtins.str = ...,
+        verification_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "status_as_of", b"status_as_of", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "issuer", b"issuer", "masked_subject", b"masked_subject", "reasons", b"reasons", "report_no", b"report_no", "status_as_of", b"status_as_of", "status_source", b"status_source", "summary", b"summary", "superseded_by", b"superseded_by", "valid_until", b"valid_until", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "issuer", b"issuer", "masked_subject", b"masked_subject", "reasons", b"reasons", "report_no", b"report_no", "status_as_of", b"status_as_of", "status_source", b"status_source", "summary", b"summary", "superseded_by", b"superseded_by", "valid_until", b"valid_until", "verdict", b"verdict", "verification_code", b"verification_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
