@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from federation.errors import InvalidInputError
@@ -74,12 +75,17 @@ def parse_document(data: bytes, *, what: str = "document") -> dict[str, JSONValu
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{what} is not UTF-8 text: {exc.reason}") from None
     except json.JSONDecodeError as exc:
+        problem = exc.msg.removesuffix(" at")  # "Invalid control character at"
         raise InvalidInputError(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{what} is not valid JSON: {problem} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise InvalidInputError(f"{what} is nested too deeply") from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise InvalidInputError(
+                f"{what} has a number of more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         raise InvalidInputError(f"{what}: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a JSON object")

@@ -80,7 +80,7 @@ _SHORT = 200
 _LONG = 4000
 _LABEL = 50
 _REGISTRATION_VALUE = 500
-_STATUS_REASON = 200
+MAX_REVOCATION_REASON = 200
 #: The reason a status gives for a revocation whose reason the issuer no longer keeps.
 FORGOTTEN_REASON = "reason no longer kept: the report has expired"
 MAX_REGISTRATION = 50
@@ -183,12 +183,13 @@ def _fields(value: object, expected: Iterable[str], where: str) -> dict[str, Any
         raise ReportFormatError(f"{where}: must be a JSON object")
     keys, wanted = set(value), set(expected)
     if keys != wanted:
-        missing = sorted(wanted - keys)
         # A stray key could be anything, even an identifier: never echoed in clear.
-        unknown = sorted(shown(k, limit=40) for k in keys - wanted)
-        raise ReportFormatError(
-            f"{where}: fields do not match (missing {missing}, unknown {unknown})"
-        )
+        said = []
+        if missing := sorted(wanted - keys):
+            said.append("missing " + ", ".join(missing))
+        if unknown := sorted(shown(k, limit=40) for k in keys - wanted):
+            said.append("unknown " + ", ".join(unknown))
+        raise ReportFormatError(f"{where}: fields do not match ({'; '.join(said)})")
     return value
 
 
@@ -1662,7 +1663,7 @@ class StatusList:
                 raise ReportFormatError(f"superseded[{index}]: must be a report of the issuer")
         reasons = self._pairs(self.reasons, "reasons")
         for index, reason in reasons:
-            _text(reason, f"reasons[{index}]", limit=_STATUS_REASON)
+            _text(reason, f"reasons[{index}]", limit=MAX_REVOCATION_REASON)
         revoked_indices = set(_set_bits(self.revoked))
         if any(index not in revoked_indices for index, _reason in reasons):
             raise ReportFormatError("reasons: only a revoked index has a reason")

@@ -20,8 +20,14 @@ import grpc
 
 from creditnet.v1 import peer_pb2
 from federation.clock import CHINA_TZ, Clock, china_date, format_utc
-from federation.errors import CreditNetError, InvalidInputError, NotFoundError
+from federation.errors import (
+    CreditNetError,
+    FailedPreconditionError,
+    InvalidInputError,
+    NotFoundError,
+)
 from federation.reports import (
+    MAX_REVOCATION_REASON,
     CreditReport,
     ReportListEntry,
     ReportPenalty,
@@ -145,6 +151,11 @@ class ReportOffice:
                 f"supersedes: report {supersedes} is about another subject; a report is "
                 "superseded only by a report on the same subject"
             )
+        if old is not None and (was := self.status_list().status_of(old.status_index)) != "valid":
+            raise FailedPreconditionError(
+                f"supersedes: report {supersedes} is {was} already; only a valid report "
+                "can be superseded"
+            )
         names = self._member_names()
         today = china_date(now)
         entries, penalties = [], []
@@ -249,7 +260,7 @@ class ReportOffice:
     def _own_report(self, report_no: str) -> IssuedReport:
         row = self._reports.get(report_no)
         if row is None:
-            raise NotFoundError(f"report {report_no} was not issued by this city ({self._me})")
+            raise NotFoundError(f"this city ({self._me}) has issued no report {report_no}")
         return row
 
     # --- status -------------------------------------------------------------------------
@@ -290,6 +301,12 @@ class ReportOffice:
     def revoke(self, report_no: str, reason: str) -> int:
         if not reason.strip():
             raise InvalidInputError("a revocation needs a reason")
+        if len(reason.strip()) > MAX_REVOCATION_REASON:
+            raise InvalidInputError(
+                f"a revocation reason is at most {MAX_REVOCATION_REASON} characters, not "
+                f"{len(reason.strip())}: say why in a few words; the decision behind it "
+                "belongs in the city's own records"
+            )
         row = self._own_report(report_no)
         now = self._clock.now()
         status_list = self._status_list_to_change(now).revoke(row.status_index, reason.strip(), now)

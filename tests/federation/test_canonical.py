@@ -120,6 +120,16 @@ def test_parse_document_returns_the_object() -> None:
         pytest.param(b'{"x": {"a": 1, "a": 1}}', "'a' appears twice", id="nested-duplicate"),
         pytest.param(b'{"a": 1.5}', r"floats .* \(found 1.5\)", id="float"),
         pytest.param(b'{"a": [1e3]}', "floats", id="exponent"),
+        pytest.param(
+            b'{"a": "x\ty"}',
+            "^document is not valid JSON: Invalid control character at line 1 column 9$",
+            id="control-character",
+        ),
+        pytest.param(
+            b'{"a": ' + b"9" * 5000 + b"}",
+            r"^document has a number of more than \d+ digits$",
+            id="huge-number",
+        ),
     ],
 )
 def test_parse_document_refuses(data: bytes, fragment: str) -> None:

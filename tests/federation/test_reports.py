@@ -435,6 +435,17 @@ def test_any_field_replaced_by_any_json_value_gives_a_clear_error_or_a_report(
         assert verify(parsed).state == "invalid"
 
 
+def test_a_file_with_other_fields_says_which_in_words() -> None:
+    document = json.loads(signed().to_bytes())
+    document.pop("keyid")
+    document["hello"] = 1
+    with pytest.raises(ReportFormatError) as refused:
+        SignedReport.from_bytes(json.dumps(document).encode())
+    assert refused.value.message == (
+        "report file: fields do not match (missing keyid; unknown 'hello')"
+    )
+
+
 # --- verification code ---------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from creditnet.v1 import peer_pb2, reports_pb2
 from federation.canonical import MAX_DOCUMENT_BYTES
 from federation.clock import FixedClock
 from federation.errors import (
+    FailedPreconditionError,
     InvalidInputError,
     NotFoundError,
     ReportFormatError,
@@ -363,7 +364,7 @@ def test_supersedes_must_name_an_own_report_on_the_same_subject(
     with pytest.raises(InvalidInputError) as malformed:
         qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=PERSON_ID)
     assert PERSON_ID not in malformed.value.message
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="has issued no report 370200-20260601-000099"):
         qingdao.issue(
             COMPANY.id,
             subject_name=COMPANY.name,
@@ -374,6 +375,25 @@ def test_supersedes_must_name_an_own_report_on_the_same_subject(
     assert qingdao.own_status(number).state == "valid"
     second = qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=number)
     assert qingdao.own_status(number).superseded_by == second.report.report_no
+    # Once only, and never a revoked one: the refusal names the report.
+    qingdao.revoke(second.report.report_no, "出具有误")
+    for gone, state in ((number, "superseded"), (second.report.report_no, "revoked")):
+        with pytest.raises(FailedPreconditionError, match=f"report {gone} is {state} already"):
+            qingdao.issue(COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=gone)
+
+
+def test_a_revocation_reason_too_long_is_refused_saying_so(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None))
+    number = qingdao.issue(
+        COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=""
+    ).report.report_no
+    with pytest.raises(InvalidInputError, match="at most 200 characters, not 201"):
+        qingdao.revoke(number, "误" * 201)
+    assert qingdao.own_status(number).state == "valid"
+    qingdao.revoke(number, "误" * 200)
+    assert qingdao.own_status(number).state == "revoked"
 
 
 def test_two_different_status_lists_of_one_version_keep_the_first(
