@@ -124,7 +124,12 @@ def _subject_rows(report: CreditReport) -> list[tuple[str, str]]:
         ("主体名称", _e(subject.name)),
         (_KIND_ZH[subject.kind], html.escape(subject.masked)),
     ]
-    rows.extend((_e(label), _e(value)) for label, value in report.registration)
+    # The registration items that only repeat the name or the identifier shown above.
+    rows.extend(
+        (_e(label), _e(value))
+        for label, value in report.registration
+        if value not in (subject.name, subject.id)
+    )
     return rows
 
 

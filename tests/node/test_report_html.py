@@ -103,6 +103,14 @@ def test_the_qr_code_carries_the_verification_payload() -> None:
     assert other not in page
 
 
+def test_the_subject_is_shown_once() -> None:
+    page = render(sign_report(full_report(), KEY))
+    # The registration repeats the name and the code: the page shows them once.
+    assert page.count("<td>青岛海润贸易有限公司</td>") == 1
+    assert page.count("91110000600037341L") == 1
+    assert "<th>法定代表人</th><td>李四</td>" in page
+
+
 def test_everything_from_the_report_is_escaped() -> None:
     script = "<script>alert('x')</script>"
     report = dataclasses.replace(
