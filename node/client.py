@@ -206,6 +206,32 @@ class NodeClient:
         )
         return self._call(self._stub.SubmitRating, request)
 
+    def record_licence(
+        self,
+        subject_id: str,
+        *,
+        authority: str,
+        licence_no: str,
+        issued_on: str | dt.date,
+        summary: str,
+    ) -> None:
+        """Record an administrative licence of a subject, for this city's reports."""
+        request = client_pb2.RecordLicenceRequest(
+            subject_id=subject_id,
+            authority=authority,
+            licence_no=licence_no,
+            issued_on=_day(issued_on),
+            summary=summary,
+        )
+        self._call(self._stub.RecordLicence, request)
+
+    def record_commitment(self, subject_id: str, *, made_on: str | dt.date, content: str) -> None:
+        """Record a credit commitment a subject made, for this city's reports."""
+        request = client_pb2.RecordCommitmentRequest(
+            subject_id=subject_id, made_on=_day(made_on), content=content
+        )
+        self._call(self._stub.RecordCommitment, request)
+
     def subject_ratings(self, subject_id: str) -> client_pb2.GetSubjectRatingsResponse:
         """Every city's ratings of a subject, on the common scale, with this node's
         recognition of each."""

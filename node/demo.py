@@ -43,6 +43,7 @@ from federation.errors import CreditNetError
 from federation.manifest import Manifest, SignedManifest, build_manifest, next_version
 from federation.member import Member
 from federation.presets import preset
+from federation.reports import SignedReport
 from federation.sanctions import ListKind
 from federation.signing import ED25519, SigningKey
 from node.cli.status import format_status
@@ -440,10 +441,24 @@ def scenario_reports_and_ratings(federation: DemoFederation) -> None:
 
     federation.wait_until("Qingdao holds the rating", lambda: _rated_at(qingdao, subject), 30)
     with NodeClient(qingdao.config) as client:
+        # What Qingdao's own authorities record of the company goes into its report too.
+        client.record_licence(
+            subject,
+            authority="青岛市行政审批服务局",
+            licence_no="JY13702000012345",
+            issued_on=china_date(SystemClock().now()) - dt.timedelta(days=400),
+            summary="食品经营许可",
+        )
+        client.record_commitment(
+            subject, made_on=china_date(SystemClock().now()), content="承诺所提交材料真实有效。"
+        )
         issued = client.issue_report(subject)
+    document = SignedReport.from_bytes(issued.report.document).report
     federation.say(
         f"{qingdao.city} issues report {issued.report_no} (verification code "
-        f"{issued.verification_code}, {len(issued.report.document)} bytes signed, "
+        f"{issued.verification_code}, {len(issued.report.document)} bytes signed: "
+        f"{len(document.list_entries)} list entries, {len(document.ratings)} ratings, "
+        f"{len(document.licences)} licence, {len(document.commitments)} commitment; "
         f"{len(issued.html)} bytes of printable HTML)"
     )
     with NodeClient(weihai.config) as client:

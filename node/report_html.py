@@ -82,9 +82,9 @@ def _date(value: dt.date | None) -> str:
     return value.isoformat() if value is not None else "—"
 
 
-#: What an empty section says when this software has no source for it: the node records
-#: no licences or commitments yet, so "none" (无) would state what it does not know.
-NOT_COLLECTED = "出具机构未归集此类信息"
+#: What an empty licences or commitments section says: those are what the issuing city
+#: recorded itself (other cities' are not shared), so "none" (无) would say more than it knows.
+NONE_RECORDED = "出具机构无记录"
 
 
 def _table(headings: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str = "无") -> str:
@@ -180,7 +180,7 @@ def render_html(signed: SignedReport, *, issuer_name_zh: str) -> str:
             (_e(lic.authority), _e(lic.licence_no), _date(lic.issued_on), _e(lic.summary))
             for lic in report.licences
         ),
-        empty=NOT_COLLECTED,
+        empty=NONE_RECORDED,
     )
     ratings = _table(
         ("评价机构", "评价体系", "等级", "联盟通用等级", "评价日期", "有效期至"),
@@ -199,7 +199,7 @@ def render_html(signed: SignedReport, *, issuer_name_zh: str) -> str:
     commitments = _table(
         ("承诺日期", "承诺内容"),
         ((_date(c.made_on), _e(c.content)) for c in report.commitments),
-        empty=NOT_COLLECTED,
+        empty=NONE_RECORDED,
     )
     return f"""<!DOCTYPE html>
 <html lang="zh-CN">

@@ -29,6 +29,8 @@ from federation.errors import (
 from federation.reports import (
     MAX_REVOCATION_REASON,
     CreditReport,
+    ReportCommitment,
+    ReportLicence,
     ReportListEntry,
     ReportPenalty,
     ReportRating,
@@ -229,7 +231,13 @@ class ReportOffice:
             registration=(("名称", subject_name), (label, subject.value)),
             list_entries=tuple(entries),
             penalties=tuple(penalties),
+            licences=tuple(
+                lic for lic in self._reports.licences_of(subject.value) if lic.issued_on <= today
+            ),
             ratings=tuple(ratings),
+            commitments=tuple(
+                c for c in self._reports.commitments_of(subject.value) if c.made_on <= today
+            ),
         )
         signed = sign_report(report, self._key)
         status_list = self._status_list_to_change(now)
@@ -253,6 +261,37 @@ class ReportOffice:
         self._store_status_list(signed_list)
         log.info("report issued", extra={"fields": {"report_no": report_no}})
         return signed
+
+    # --- what this city records for its reports ------------------------------------------
+
+    def record_licence(
+        self,
+        subject_text: str,
+        *,
+        authority: str,
+        licence_no: str,
+        issued_on: dt.date,
+        summary: str,
+    ) -> None:
+        """Record an administrative licence (行政许可) of a subject for this city's reports."""
+        now = self._clock.now()
+        subject = parse_subject(subject_text, today=china_date(now))
+        _not_after_today(issued_on, now, "issued_on")
+        licence = ReportLicence(
+            authority=authority.strip(),
+            licence_no=licence_no.strip(),
+            issued_on=issued_on,
+            summary=summary.strip(),
+        )
+        self._reports.add_licence(subject.value, licence, now)
+
+    def record_commitment(self, subject_text: str, *, made_on: dt.date, content: str) -> None:
+        """Record a credit commitment (信用承诺) a subject made, for this city's reports."""
+        now = self._clock.now()
+        subject = parse_subject(subject_text, today=china_date(now))
+        _not_after_today(made_on, now, "made_on")
+        commitment = ReportCommitment(made_on=made_on, content=content.strip())
+        self._reports.add_commitment(subject.value, commitment, now)
 
     def _member_names(self) -> Mapping[str, str]:
         return {m.city_code: m.name for m in self._trust.current.members}
@@ -530,6 +569,12 @@ class ReportOffice:
         except CreditNetError:
             return None
         return check
+
+
+def _not_after_today(day: dt.date, now: dt.datetime, field: str) -> None:
+    today = china_date(now)
+    if day > today:
+        raise InvalidInputError(f"{field}: {day} is after today ({today} in China)")
 
 
 def _hours(span: dt.timedelta) -> str:

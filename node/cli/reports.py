@@ -103,7 +103,8 @@ def _register_report(
         "report",
         help="issue, verify and revoke signed credit reports",
         description="Issue signed public credit reports (公共信用报告) of this city, verify "
-        "any member city's report, and revoke reports of this city, through the running node. "
+        "any member city's report, revoke reports of this city, and record the licences and "
+        "commitments its reports show, through the running node. "
         f"report verify exits {EXIT_OK} for VALID, {EXIT_NOT_VALID} for REVOKED, SUPERSEDED, "
         f"EXPIRED or INVALID, {EXIT_STATUS_UNKNOWN} for STATUS_UNKNOWN and {EXIT_ERROR} on "
         "errors.",
@@ -115,7 +116,8 @@ def _register_report(
         parents=[node_dir],
         help="issue a signed report about a subject",
         description="Issue a signed report about a subject (USCC or resident ID) with every "
-        "city's list entries, penalties and ratings the node holds. The signed document is "
+        "city's list entries, penalties and ratings the node holds, and this city's licences "
+        "and commitments of the subject. The signed document is "
         "written to FILE exactly as the node returned it, and the printable A4 HTML to FILE "
         "with the suffix .html; both files are readable by their owner only (they hold "
         "the subject's identifier). Existing files are only replaced with --force.",
@@ -172,6 +174,32 @@ def _register_report(
     revoke.add_argument("report_no", metavar="REPORT_NO")
     revoke.add_argument("--reason", required=True, metavar="TEXT", help="why (shown to verifiers)")
     revoke.set_defaults(handler=run_revoke)
+
+    licence = verbs.add_parser(
+        "licence",
+        parents=[node_dir],
+        help="record an administrative licence (行政许可) of a subject for this city's reports",
+        description="Record a licence one of this city's authorities granted a subject; the "
+        "reports this city issues about the subject show it. Not replicated.",
+    )
+    licence.add_argument("subject", metavar="SUBJECT_ID", help="USCC or resident ID")
+    licence.add_argument("--authority", required=True, metavar="NAME", help="许可机关")
+    licence.add_argument("--number", required=True, metavar="NO", help="the licence number")
+    licence.add_argument("--issued-on", required=True, metavar="YYYY-MM-DD", help="许可日期")
+    licence.add_argument("--summary", required=True, metavar="TEXT", help="what it permits")
+    licence.set_defaults(handler=run_licence)
+
+    commitment = verbs.add_parser(
+        "commitment",
+        parents=[node_dir],
+        help="record a credit commitment (信用承诺) of a subject for this city's reports",
+        description="Record a credit commitment a subject made to this city; the reports this "
+        "city issues about the subject show it. Not replicated.",
+    )
+    commitment.add_argument("subject", metavar="SUBJECT_ID", help="USCC or resident ID")
+    commitment.add_argument("--made-on", required=True, metavar="YYYY-MM-DD", help="承诺日期")
+    commitment.add_argument("--content", required=True, metavar="TEXT", help="承诺内容")
+    commitment.set_defaults(handler=run_commitment)
 
 
 def _register_rating(
@@ -397,6 +425,26 @@ def run_revoke(args: argparse.Namespace) -> int:
     with NodeClient(load_config(args.dir)) as client:
         answer = client.revoke_report(args.report_no, args.reason)
     print(f"report {args.report_no} revoked: status list version {answer.status_list_version}")
+    return EXIT_OK
+
+
+def run_licence(args: argparse.Namespace) -> int:
+    with NodeClient(load_config(args.dir)) as client:
+        client.record_licence(
+            args.subject,
+            authority=args.authority,
+            licence_no=args.number,
+            issued_on=args.issued_on,
+            summary=args.summary,
+        )
+    print(f"licence {args.number} recorded: it shows in this city's reports on the subject")
+    return EXIT_OK
+
+
+def run_commitment(args: argparse.Namespace) -> int:
+    with NodeClient(load_config(args.dir)) as client:
+        client.record_commitment(args.subject, made_on=args.made_on, content=args.content)
+    print(f"commitment of {args.made_on} recorded: it shows in this city's reports on the subject")
     return EXIT_OK
 
 

@@ -380,6 +380,30 @@ class ClientApi(client_pb2_grpc.ClientServiceServicer):
         return client_pb2.RevokeReportResponse(status_list_version=version)
 
     @translate_errors
+    async def RecordLicence(
+        self, request: client_pb2.RecordLicenceRequest, context: Any
+    ) -> client_pb2.RecordLicenceResponse:
+        self._reports.record_licence(
+            request.subject_id,
+            authority=request.authority,
+            licence_no=request.licence_no,
+            issued_on=date_from_wire(request.issued_on, "issued_on"),
+            summary=request.summary,
+        )
+        return client_pb2.RecordLicenceResponse()
+
+    @translate_errors
+    async def RecordCommitment(
+        self, request: client_pb2.RecordCommitmentRequest, context: Any
+    ) -> client_pb2.RecordCommitmentResponse:
+        self._reports.record_commitment(
+            request.subject_id,
+            made_on=date_from_wire(request.made_on, "made_on"),
+            content=request.content,
+        )
+        return client_pb2.RecordCommitmentResponse()
+
+    @translate_errors
     async def SubmitRating(
         self, request: client_pb2.SubmitRatingRequest, context: Any
     ) -> client_pb2.SubmitRatingResponse:

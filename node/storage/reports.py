@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
+from federation.reports import MAX_SECTION_ITEMS, ReportCommitment, ReportLicence
 from node.storage.database import Database, in_chunks
 from node.storage.schema import (
+    commitments,
     issued_reports,
+    licences,
     rating_statements,
     report_status_checks,
     scale_mappings,
@@ -35,6 +39,11 @@ from node.storage.schema import (
 )
 
 REPORT_STATES: Final = ("valid", "revoked", "superseded")
+_LICENCE_FIELDS: Final = tuple(f.name for f in dataclasses.fields(ReportLicence))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _require_aware(name: str, value: dt.datetime) -> None:
@@ -298,6 +307,64 @@ class ReportRepository:
                 select(func.count()).select_from(issued_reports).where(prefix == day_prefix)
             ).scalar_one()
         return count
+
+    # --- what this city records for its reports ----------------------------------------
+
+    def add_licence(self, subject_id: str, licence: ReportLicence, at: dt.datetime) -> None:
+        """Record a licence of the subject; :class:`AlreadyExistsError` if its authority
+        recorded that licence number for the subject already."""
+        values = {
+            "subject_id": subject_id,
+            **dataclasses.asdict(licence),
+            "recorded_at": at,
+            "authority_digest": _digest(licence.authority),
+        }
+        self._add_record(licences, values, f"licence {licence.licence_no} of that authority")
+
+    def add_commitment(
+        self, subject_id: str, commitment: ReportCommitment, at: dt.datetime
+    ) -> None:
+        """Record a commitment of the subject; :class:`AlreadyExistsError` if the same one
+        (same day, same text) is recorded already."""
+        values = {
+            "subject_id": subject_id,
+            **dataclasses.asdict(commitment),
+            "recorded_at": at,
+            "content_digest": _digest(commitment.content),
+        }
+        self._add_record(commitments, values, f"this commitment of {commitment.made_on}")
+
+    def _add_record(self, table: Table, values: dict[str, Any], what: str) -> None:
+        try:
+            with self._db.transaction() as connection:
+                connection.execute(insert(table), [values])
+        except IntegrityError:
+            # The subject is not named: it may be a resident ID number.
+            raise AlreadyExistsError(f"{what} is recorded for the subject already") from None
+
+    def licences_of(self, subject_id: str) -> list[ReportLicence]:
+        """The subject's licences, newest first (at most a report's section)."""
+        query = (
+            select(*(licences.c[name] for name in _LICENCE_FIELDS))
+            .where(licences.c.subject_id == subject_id)
+            .order_by(licences.c.issued_on.desc(), licences.c.licence_no)
+            .limit(MAX_SECTION_ITEMS)
+        )
+        with self._db.read() as connection:
+            return [ReportLicence(**row._mapping) for row in connection.execute(query)]
+
+    def commitments_of(self, subject_id: str) -> list[ReportCommitment]:
+        """The subject's commitments, newest first (at most a report's section)."""
+        query = (
+            select(commitments.c.made_on, commitments.c.content)
+            .where(commitments.c.subject_id == subject_id)
+            .order_by(commitments.c.made_on.desc(), commitments.c.content_digest)
+            .limit(MAX_SECTION_ITEMS)
+        )
+        with self._db.read() as connection:
+            return [ReportCommitment(**row._mapping) for row in connection.execute(query)]
+
+    # --- status lists -------------------------------------------------------------------
 
     def status_list(self, issuer: str) -> StoredStatusList | None:
         with self._db.read() as connection:

@@ -255,6 +255,35 @@ issued_reports = Table(
     CheckConstraint("status_index >= 0", name="status_index_not_negative"),
 )
 
+# What this city's authorities record about a subject for its own reports, and never
+# replicate: administrative licences (行政许可) and credit commitments (信用承诺).
+licences = Table(
+    "licences",
+    metadata,
+    Column("subject_id", String(32), nullable=False),
+    Column("authority", Text, nullable=False),
+    Column("licence_no", String(100), nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    # The digest of the authority: a licence number is unique within its authority.
+    Column("authority_digest", String(64), nullable=False),
+    PrimaryKeyConstraint("subject_id", "authority_digest", "licence_no"),
+)
+
+commitments = Table(
+    "commitments",
+    metadata,
+    Column("subject_id", String(32), nullable=False),
+    Column("made_on", Date, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    # SHA-256 of the content: the same commitment recorded twice is one (texts are too long
+    # for a unique index on PostgreSQL).
+    Column("content_digest", String(64), nullable=False),
+    PrimaryKeyConstraint("subject_id", "made_on", "content_digest"),
+)
+
 status_lists = Table(
     "status_lists",
     metadata,
@@ -368,8 +397,10 @@ __all__ = [
     "LOG_BLOCK_LEAVES",
     "PEER_ERROR_MAX_CHARS",
     "UTCDateTime",
+    "commitments",
     "events",
     "issued_reports",
+    "licences",
     "list_entries",
     "log_blocks",
     "log_heads",

@@ -18,6 +18,7 @@ from federation.subjects import resident_id_check_char
 from node.cli.main import main
 from node.client import NodeClient
 from node.demo import TAX_CREDIT_MAPPING, all_reachable, start, stop
+from node.report_html import NONE_RECORDED
 from node.samples import sample_entry
 from node.service.convert import entry_to_wire
 from tests.integration.conftest import Federation, form_federation, wait_for
@@ -228,6 +229,47 @@ def test_issue_verify_tamper_revoke(
 
     # Yantai reuses the issuer's answer for up to 10 s.
     wait_for(revoked_at_yantai, timeout_s=30)
+
+
+def test_licences_and_commitments_recorded_here_show_in_the_report(
+    fed: Federation,
+    company: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    subject, _ = company
+    qingdao = node_dir(fed, QINGDAO)
+    licence = [
+        "report", "licence", subject, "--authority", "青岛市行政审批服务局",
+        "--number", "JY13702000012345", "--issued-on", "2025-03-01",
+        "--summary", "食品经营许可", "--dir", qingdao,
+    ]  # fmt: skip
+    code, out, _ = run(capsys, *licence)
+    assert (code, out) == (
+        0,
+        "licence JY13702000012345 recorded: it shows in this city's reports on the subject\n",
+    )
+    code, out, _ = run(
+        capsys, "report", "commitment", subject, "--made-on", "2025-03-02",
+        "--content", "承诺所提交材料真实有效。", "--dir", qingdao,
+    )  # fmt: skip
+    assert code == 0
+    # Recorded once: the same licence again is refused, saying so.
+    code, out, err = run(capsys, *licence)
+    assert (code, out) == (1, "")
+    assert "licence JY13702000012345 of that authority is recorded for the subject already" in err
+    code, out, err = run(
+        capsys, "report", "commitment", subject, "--made-on", "2999-01-01",
+        "--content", "x", "--dir", qingdao,
+    )  # fmt: skip
+    assert (code, out) == (2, "") and "made_on: 2999-01-01 is after today" in err
+
+    report = tmp_path / "report.json"
+    assert issue(fed, capsys, subject, report)[0] == 0
+    page = report.with_suffix(".html").read_text(encoding="utf-8")
+    for text in ("JY13702000012345", "食品经营许可", "2025-03-01", "承诺所提交材料真实有效。"):
+        assert text in page
+    assert NONE_RECORDED not in page
 
 
 def test_issue_refuses_to_overwrite_without_force(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def test_demo_runs_five_cities_and_stops_them(tmp_path: Path) -> None:
     assert out.count("sees 5/5 members") == 5
     assert "refused at the TLS handshake" in out
     assert "adopted v2" in out
+    # The report holds the company's listing, its rating, and Qingdao's licence and commitment.
+    assert re.search(r"issues report 370200-\d{8}-\d{6} .*: 1 list entries, 1 ratings, "
+                     r"1 licence, 1 commitment;", out), out  # fmt: skip
     assert "all 5 nodes stopped cleanly" in out
     assert out.rstrip().endswith("demo finished: OK")
     assert _processes_under(tmp_path) == []

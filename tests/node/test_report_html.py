@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from federation.errors import CreditNetError
 from federation.reports import ReportCommitment, SignedReport, sign_report
 from federation.signing import SigningKey
-from node.report_html import NOT_COLLECTED, mask_resident_ids, render_html
+from node.report_html import NONE_RECORDED, mask_resident_ids, render_html
 from tests.federation.fixtures.reports import (
     ISSUED,
     PERSON_ID,
@@ -83,9 +83,9 @@ def test_page_shows_number_code_headings_and_every_section() -> None:
 
 def test_empty_sections_say_so() -> None:
     page = render(sign_report(minimal_report(), KEY))
-    # Lists, penalties and ratings: none held. Licences and commitments: no source yet.
+    # Lists, penalties and ratings: none held. Licences and commitments: none recorded here.
     assert page.count('<p class="none">无</p>') == 3
-    assert page.count(f'<p class="none">{NOT_COLLECTED}</p>') == 2
+    assert page.count(f'<p class="none">{NONE_RECORDED}</p>') == 2
 
 
 def test_the_qr_code_carries_the_verification_payload() -> None:

@@ -9,7 +9,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -900,3 +901,75 @@ def test_a_list_sent_before_the_report_was_issued_says_nothing_of_it(
     # Sent again (the same version) once the report was issued: now it speaks for it.
     ReportRepository(database).confirm_status_list(QINGDAO, 1, issued)
     assert verify(yantai, document).status_source == "replica"
+
+
+# --- licences and commitments this city records ------------------------------------------------
+
+
+def test_recorded_licences_and_commitments_are_in_this_citys_reports(
+    database: Any, clock: FixedClock
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None), HeldEntries(clock))
+    qingdao.record_licence(
+        COMPANY.id.lower(),  # normalised, as every identifier
+        authority=" 青岛市行政审批服务局 ",
+        licence_no="JY13702000012345",
+        issued_on=dt.date(2024, 3, 1),
+        summary="食品经营许可",
+    )
+    qingdao.record_commitment(COMPANY.id, made_on=dt.date(2026, 6, 1), content="承诺依法诚信经营。")
+    report = qingdao.issue(
+        COMPANY.id, subject_name=COMPANY.name, valid_days=30, supersedes=""
+    ).report
+    assert [(lic.authority, lic.licence_no) for lic in report.licences] == [
+        ("青岛市行政审批服务局", "JY13702000012345")
+    ]
+    assert [c.content for c in report.commitments] == ["承诺依法诚信经营。"]
+    # Another subject's report shows none of them.
+    other = qingdao.issue(PERSON_ID, subject_name="张三", valid_days=30, supersedes="").report
+    assert (other.licences, other.commitments) == ((), ())
+
+
+DAY = dt.date(2026, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (
+            lambda o: o.record_licence(
+                COMPANY.id, authority="局", licence_no="1", issued_on=dt.date(2026, 6, 2),
+                summary="x",
+            ),
+            "issued_on: 2026-06-02 is after today (2026-06-01 in China)",
+        ),
+        (
+            lambda o: o.record_commitment(COMPANY.id, made_on=dt.date(2026, 6, 2), content="x"),
+            "made_on: 2026-06-02 is after today",
+        ),
+        (
+            lambda o: o.record_licence(
+                COMPANY.id, authority="  ", licence_no="1", issued_on=dt.date(2026, 1, 1),
+                summary="x",
+            ),
+            "authority: must not be empty",
+        ),
+        (
+            lambda o: o.record_commitment(COMPANY.id, made_on=DAY, content="x" * 4001),
+            "content: ",
+        ),
+        (
+            lambda o: o.record_commitment("91370200MA3C5XXX0X", made_on=DAY, content="x"),
+            "check character",
+        ),
+    ],
+    ids=["future-licence", "future-commitment", "no-authority", "too-long", "bad-subject"],
+)  # fmt: skip
+def test_a_bad_licence_or_commitment_is_refused_and_nothing_recorded(
+    database: Any, clock: FixedClock, record: Callable[[ReportOffice], None], message: str
+) -> None:
+    qingdao = office(database, clock, QINGDAO, Links(None), HeldEntries(clock))
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        record(qingdao)
+    repository = ReportRepository(database)
+    assert repository.licences_of(COMPANY.id) == repository.commitments_of(COMPANY.id) == []

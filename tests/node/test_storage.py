@@ -66,7 +66,7 @@ def manifest(version: int, *, at: dt.datetime = T0, source: str = "operator") ->
 
 
 def test_fresh_database_is_migrated_to_head(db: Database) -> None:
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
     assert db.schema_revision() == head_revision()
     tables = set(inspect(db.engine).get_table_names())
     assert {"alembic_version", "manifests", "peer_contacts", "events"} <= tables

@@ -17,6 +17,7 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from federation.errors import AlreadyExistsError, FailedPreconditionError
+from federation.reports import ReportCommitment, ReportLicence
 from node.storage import Database, open_database
 from node.storage.database import head_revision
 from node.storage.reports import (
@@ -45,6 +46,8 @@ COMPANY = "91370200MA3C4XYZ0K"
 RESIDENT = "370202199001011234"  # a made-up resident ID number: never in an error message
 REPORT_TABLES = {
     "issued_reports",
+    "licences",
+    "commitments",
     "status_lists",
     "report_status_checks",
     "rating_statements",
@@ -644,3 +647,44 @@ def test_confirming_a_status_list_moves_its_received_time_forward_only(db: Datab
         b'{"v":3}',
     )
     assert reports.status_list(YANTAI) is None
+
+
+# --- licences and commitments ----------------------------------------------------------------
+
+
+def test_licences_and_commitments_are_kept_newest_first_once_each(db: Database) -> None:
+    repository = ReportRepository(db)
+    at = dt.datetime(2026, 6, 1, 6, 0, tzinfo=dt.UTC)
+    older = ReportLicence(
+        authority="青岛市行政审批服务局",
+        licence_no="JY13702000012345",
+        issued_on=dt.date(2024, 3, 1),
+        summary="食品经营许可",
+    )
+    newer = dataclasses.replace(older, licence_no="JY13702000099999", issued_on=dt.date(2026, 1, 5))
+    # The same number from another authority is another licence.
+    other_authority = dataclasses.replace(
+        older, authority="青岛市市场监督管理局", issued_on=dt.date(2025, 1, 1)
+    )
+    for licence in (older, newer, other_authority):
+        repository.add_licence("91110000600037341L", licence, at)
+    with pytest.raises(AlreadyExistsError, match="licence JY13702000012345 of that authority"):
+        repository.add_licence("91110000600037341L", older, at)
+    repository.add_licence("91370200MA00000015", older, at)  # another subject: its own
+    assert repository.licences_of("91110000600037341L") == [newer, other_authority, older]
+    assert repository.licences_of("nobody") == []
+
+    first = ReportCommitment(made_on=dt.date(2025, 5, 1), content="承诺所提交材料真实有效。" * 300)
+    second = ReportCommitment(made_on=dt.date(2026, 2, 1), content="承诺依法诚信经营。")
+    repository.add_commitment("91110000600037341L", first, at)
+    repository.add_commitment("91110000600037341L", second, at)
+    with pytest.raises(AlreadyExistsError, match="this commitment of 2025-05-01"):
+        repository.add_commitment("91110000600037341L", first, at)
+    # The same words on another day are another commitment.
+    again = dataclasses.replace(first, made_on=dt.date(2025, 5, 2))
+    repository.add_commitment("91110000600037341L", again, at)
+    assert [c.made_on for c in repository.commitments_of("91110000600037341L")] == [
+        dt.date(2026, 2, 1),
+        dt.date(2025, 5, 2),
+        dt.date(2025, 5, 1),
+    ]

@@ -959,6 +959,95 @@ class RevokeReportResponse(_message.Message):
 Global___RevokeReportResponse: _TypeAlias = RevokeReportResponse  # noqa: Y015
 
 @_typing.final
+class RecordLicenceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    LICENCE_NO_FIELD_NUMBER: _builtins.int
+    ISSUED_ON_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    authority: _builtins.str
+    """The licensing authority (许可机关)."""
+    licence_no: _builtins.str
+    issued_on: _builtins.str
+    """YYYY-MM-DD, not after today in China."""
+    summary: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        authority: _builtins.str = ...,
+        licence_no: _builtins.str = ...,
+        issued_on: _builtins.str = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "issued_on", b"issued_on", "licence_no", b"licence_no", "subject_id", b"subject_id", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordLicenceRequest: _TypeAlias = RecordLicenceRequest  # noqa: Y015
+
+@_typing.final
+class RecordLicenceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordLicenceResponse: _TypeAlias = RecordLicenceResponse  # noqa: Y015
+
+@_typing.final
+class RecordCommitmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    MADE_ON_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    made_on: _builtins.str
+    """YYYY-MM-DD, not after today in China."""
+    content: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        made_on: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "made_on", b"made_on", "subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCommitmentRequest: _TypeAlias = RecordCommitmentRequest  # noqa: Y015
+
+@_typing.final
+class RecordCommitmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCommitmentResponse: _TypeAlias = RecordCommitmentResponse  # noqa: Y015
+
+@_typing.final
 class SubmitRatingRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -96,6 +96,16 @@ class ClientServiceStub:
                 request_serializer=creditnet_dot_v1_dot_client__pb2.RevokeReportRequest.SerializeToString,
                 response_deserializer=creditnet_dot_v1_dot_client__pb2.RevokeReportResponse.FromString,
                 _registered_method=True)
+        self.RecordLicence = channel.unary_unary(
+                '/creditnet.v1.ClientService/RecordLicence',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.RecordLicenceRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.RecordLicenceResponse.FromString,
+                _registered_method=True)
+        self.RecordCommitment = channel.unary_unary(
+                '/creditnet.v1.ClientService/RecordCommitment',
+                request_serializer=creditnet_dot_v1_dot_client__pb2.RecordCommitmentRequest.SerializeToString,
+                response_deserializer=creditnet_dot_v1_dot_client__pb2.RecordCommitmentResponse.FromString,
+                _registered_method=True)
         self.SubmitRating = channel.unary_unary(
                 '/creditnet.v1.ClientService/SubmitRating',
                 request_serializer=creditnet_dot_v1_dot_client__pb2.SubmitRatingRequest.SerializeToString,
@@ -219,6 +229,21 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordLicence(self, request, context):
+        """RecordLicence and RecordCommitment record an administrative licence (行政许可) or a
+        credit commitment (信用承诺) of a subject, for the reports this city issues; they are
+        not replicated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordCommitment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubmitRating(self, request, context):
         """SubmitRating records and signs a rating of this city in one of its local scales.
         """
@@ -326,6 +351,16 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.RevokeReport,
                     request_deserializer=creditnet_dot_v1_dot_client__pb2.RevokeReportRequest.FromString,
                     response_serializer=creditnet_dot_v1_dot_client__pb2.RevokeReportResponse.SerializeToString,
+            ),
+            'RecordLicence': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordLicence,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.RecordLicenceRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.RecordLicenceResponse.SerializeToString,
+            ),
+            'RecordCommitment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCommitment,
+                    request_deserializer=creditnet_dot_v1_dot_client__pb2.RecordCommitmentRequest.FromString,
+                    response_serializer=creditnet_dot_v1_dot_client__pb2.RecordCommitmentResponse.SerializeToString,
             ),
             'SubmitRating': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitRating,
@@ -683,6 +718,60 @@ class ClientService:
             '/creditnet.v1.ClientService/RevokeReport',
             creditnet_dot_v1_dot_client__pb2.RevokeReportRequest.SerializeToString,
             creditnet_dot_v1_dot_client__pb2.RevokeReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordLicence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/RecordLicence',
+            creditnet_dot_v1_dot_client__pb2.RecordLicenceRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.RecordLicenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCommitment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditnet.v1.ClientService/RecordCommitment',
+            creditnet_dot_v1_dot_client__pb2.RecordCommitmentRequest.SerializeToString,
+            creditnet_dot_v1_dot_client__pb2.RecordCommitmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

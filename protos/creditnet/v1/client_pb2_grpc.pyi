@@ -67,6 +67,12 @@ class ClientServiceStub:
     """
     RevokeReport: _grpc.UnaryUnaryMultiCallable[_client_pb2.RevokeReportRequest, _client_pb2.RevokeReportResponse]
     """RevokeReport revokes a report this city issued."""
+    RecordLicence: _grpc.UnaryUnaryMultiCallable[_client_pb2.RecordLicenceRequest, _client_pb2.RecordLicenceResponse]
+    """RecordLicence and RecordCommitment record an administrative licence (行政许可) or a
+    credit commitment (信用承诺) of a subject, for the reports this city issues; they are
+    not replicated.
+    """
+    RecordCommitment: _grpc.UnaryUnaryMultiCallable[_client_pb2.RecordCommitmentRequest, _client_pb2.RecordCommitmentResponse]
     SubmitRating: _grpc.UnaryUnaryMultiCallable[_client_pb2.SubmitRatingRequest, _client_pb2.SubmitRatingResponse]
     """SubmitRating records and signs a rating of this city in one of its local scales."""
     GetSubjectRatings: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetSubjectRatingsRequest, _client_pb2.GetSubjectRatingsResponse]
@@ -121,6 +127,12 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """
     RevokeReport: _aio.UnaryUnaryMultiCallable[_client_pb2.RevokeReportRequest, _client_pb2.RevokeReportResponse]  # type: ignore[assignment]
     """RevokeReport revokes a report this city issued."""
+    RecordLicence: _aio.UnaryUnaryMultiCallable[_client_pb2.RecordLicenceRequest, _client_pb2.RecordLicenceResponse]  # type: ignore[assignment]
+    """RecordLicence and RecordCommitment record an administrative licence (行政许可) or a
+    credit commitment (信用承诺) of a subject, for the reports this city issues; they are
+    not replicated.
+    """
+    RecordCommitment: _aio.UnaryUnaryMultiCallable[_client_pb2.RecordCommitmentRequest, _client_pb2.RecordCommitmentResponse]  # type: ignore[assignment]
     SubmitRating: _aio.UnaryUnaryMultiCallable[_client_pb2.SubmitRatingRequest, _client_pb2.SubmitRatingResponse]  # type: ignore[assignment]
     """SubmitRating records and signs a rating of this city in one of its local scales."""
     GetSubjectRatings: _aio.UnaryUnaryMultiCallable[_client_pb2.GetSubjectRatingsRequest, _client_pb2.GetSubjectRatingsResponse]  # type: ignore[assignment]
@@ -244,6 +256,24 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.RevokeReportResponse, _abc.Awaitable[_client_pb2.RevokeReportResponse]]:
         """RevokeReport revokes a report this city issued."""
+
+    @_abc_1.abstractmethod
+    def RecordLicence(
+        self,
+        request: _client_pb2.RecordLicenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.RecordLicenceResponse, _abc.Awaitable[_client_pb2.RecordLicenceResponse]]:
+        """RecordLicence and RecordCommitment record an administrative licence (行政许可) or a
+        credit commitment (信用承诺) of a subject, for the reports this city issues; they are
+        not replicated.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordCommitment(
+        self,
+        request: _client_pb2.RecordCommitmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.RecordCommitmentResponse, _abc.Awaitable[_client_pb2.RecordCommitmentResponse]]: ...
 
     @_abc_1.abstractmethod
     def SubmitRating(
