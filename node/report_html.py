@@ -22,6 +22,7 @@ import segno
 
 from federation.clock import CHINA_TZ
 from federation.reports import CreditReport, ReportListEntry, SignedReport
+from federation.sanctions import OBJECTION_PENDING, RemovalReason
 from federation.subjects import SubjectKind, mask_resident_id
 
 # Digits in ASCII or full width; the last character may be X. Not glued to other letters
@@ -101,14 +102,30 @@ def _key_values(pairs: Iterable[tuple[str, str]]) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
 
 
+#: Why an entry was removed, as the report's removal reason starts (``RemovalReason``).
+_REMOVAL_ZH = {
+    RemovalReason.REPAIR: "信用修复",
+    RemovalReason.EXPIRY: "公示期满",
+    RemovalReason.OBJECTION_UPHELD: "异议成立",
+    RemovalReason.DECISION_REVOKED: "决定撤销",
+}
+
+
 def _list_state(entry: ReportListEntry) -> str:
+    """The entry's state in Chinese, from the report's fields (``why``, the node's English
+    sentence of the same, is in the signed file)."""
     if entry.removed_on is not None:
         state = f"已移出 ({_date(entry.removed_on)})"
-    elif entry.active:
-        state = '<span class="active">公示中</span>'
-    else:
-        state = "不在公示期"
-    return f"{state}<br>{_e(entry.why)}"
+        if entry.removal_reason:
+            code, _, note = entry.removal_reason.partition(": ")
+            reason = next((zh for r, zh in _REMOVAL_ZH.items() if r.value == code), None)
+            said = f"{reason}{'：' + note if note else ''}" if reason else entry.removal_reason
+            state += f"<br>移出原因: {_e(said)}"
+        return state
+    if entry.active:
+        state = f'<span class="active">公示中</span> (至 {_date(entry.publicity_end)})'
+        return state + ("<br>异议处理中" if OBJECTION_PENDING in entry.why else "")
+    return f"公示期已满 ({_date(entry.publicity_end)})"
 
 
 def _qr_svg(payload: str) -> str:
@@ -160,8 +177,7 @@ def render_html(signed: SignedReport, *, issuer_name_zh: str) -> str:
                 _e(entry.reason),
                 _date(entry.listed_on),
                 _date(entry.publicity_end),
-                _list_state(entry)
-                + (f"<br>移出原因: {_e(entry.removal_reason)}" if entry.removal_reason else ""),
+                _list_state(entry),
                 f"{_e(entry.origin_name)} ({html.escape(entry.origin)})",
             )
             for entry in report.list_entries

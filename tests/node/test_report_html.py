@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import html.parser
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from federation.errors import CreditNetError
 from federation.reports import ReportCommitment, SignedReport, sign_report
+from federation.sanctions import OBJECTION_PENDING
 from federation.signing import SigningKey
 from node.report_html import NONE_RECORDED, mask_resident_ids, render_html
 from tests.federation.fixtures.reports import (
@@ -101,6 +103,27 @@ def test_the_qr_code_carries_the_verification_payload() -> None:
         scale=3, border=2, title="核验二维码"
     )
     assert other not in page
+
+
+def test_each_entrys_state_is_said_in_chinese() -> None:
+    report = dataclasses.replace(
+        full_report(),
+        list_entries=(
+            *full_report().list_entries,
+            list_entry(decision_no="烟发改信〔2026〕13号", why=f"listed on 2026-01-10, public "
+                       f"until 2029-01-09; {OBJECTION_PENDING}"),
+            list_entry(decision_no="烟发改信〔2023〕1号", listed_on=dt.date(2023, 1, 10),
+                       publicity_end=dt.date(2026, 1, 9), active=False,
+                       why="publicity ended on 2026-01-09"),
+        ),
+    )  # fmt: skip
+    cells = [c for c in parse(render(sign_report(report, KEY))).text if c.strip()]
+    text = "".join(cells)
+    assert "公示中 (至 2029-01-09)" in text
+    assert "已移出 (2025-11-20)移出原因: 信用修复：已完成信用修复" in text
+    assert "异议处理中" in text
+    assert "公示期已满 (2026-01-09)" in text
+    assert "publicity ended" not in text and "listed on" not in text
 
 
 def test_the_subject_is_shown_once() -> None:
