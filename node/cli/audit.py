@@ -4,7 +4,8 @@ Every probe and disclosure, asked of this node or asked by it, is a row of the a
 (``node.storage.matching``), without identifiers. ``audit show`` lists the newest rows;
 ``audit verify`` walks the rows' hash chain and prints its head, which an operator
 records elsewhere and gives back later with ``--head`` to show that no row was removed
-since. Both read the node's database directly, so they work whether the node runs or not.
+since. Both read the node's database directly, so they work whether the node runs or not;
+they do not upgrade its schema (the node does, when it starts).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from federation.clock import format_utc
 from federation.errors import InvalidInputError
 from node.cli.table import render_table
 from node.config import load_config
-from node.storage import open_database
+from node.storage import Database, open_database
 from node.storage.matching import DIRECTIONS, AuditRecord, MatchAuditRepository
 
 EXIT_INTACT = 0
 EXIT_BROKEN = 1
 MAX_ROWS = 10_000
+MAX_BREAKS_SHOWN = 20
 _CITY = re.compile(r"[0-9]{6}")
 _HEAD = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -66,8 +68,7 @@ def show_audit(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--limit must be from 1 to {MAX_ROWS}, not {args.limit}")
     if args.peer is not None and not _CITY.fullmatch(args.peer):
         raise InvalidInputError(f"--peer must be a city code of 6 digits, not {args.peer!r}")
-    config = load_config(args.dir)
-    database = open_database(config.database_url)
+    database = _open(args.dir)
     try:
         rows = MatchAuditRepository(database).recent(
             direction=args.direction, peer=args.peer, limit=args.limit
@@ -95,23 +96,30 @@ def format_audit(rows: Sequence[AuditRecord]) -> str:
 def verify_audit(args: argparse.Namespace) -> int:
     if args.head is not None and not _HEAD.fullmatch(args.head.strip()):
         raise InvalidInputError("--head must be 64 hex digits, as audit verify prints it")
-    config = load_config(args.dir)
-    database = open_database(config.database_url)
+    database = _open(args.dir)
     try:
         check = MatchAuditRepository(database).verify(recorded_head=args.head)
     finally:
         database.close()
-    if check.broken_at is not None:
-        print(f"BROKEN at row {check.broken_at}: {check.problem}")
-        print(f"the {check.rows} rows before it hold; their head is {check.head}")
-        return EXIT_BROKEN
-    print(f"intact: {check.rows} rows, head {check.head}")
+    if check.breaks:
+        print(f"BROKEN: {len(check.breaks)} of {check.rows} rows break the chain")
+        for row_id, problem in check.breaks[:MAX_BREAKS_SHOWN]:
+            print(f"  row {row_id}: {problem}")
+        if len(check.breaks) > MAX_BREAKS_SHOWN:
+            print(f"  ... and {len(check.breaks) - MAX_BREAKS_SHOWN} more")
+        print(f"head {check.head}")
+    else:
+        print(f"intact: {check.rows} rows, head {check.head}")
     if check.head_found is False:
         print(
             f"NOT FOUND: the head {args.head.strip().lower()} is not in the chain: rows "
-            "were removed (or the chain rewritten) since it was recorded"
+            "were removed, or the chain rewritten, since it was recorded"
         )
-        return EXIT_BROKEN
-    if check.head_found:
+    elif check.head_found:
         print(f"the recorded head {args.head.strip().lower()} is in the chain")
-    return EXIT_INTACT
+    return EXIT_INTACT if check.intact else EXIT_BROKEN
+
+
+def _open(home: Path) -> Database:
+    """The node's database, read as it is: upgrading its schema is the node's to do."""
+    return open_database(load_config(home).database_url, upgrade=False)

@@ -254,8 +254,13 @@ class PlannerStatistics:
         return max(self._first_after, int(estimate or 0))
 
 
-def open_database(url: str) -> Database:
-    """Open (and create, for SQLite) the database at ``url`` and migrate it to head."""
+def open_database(url: str, *, upgrade: bool = True) -> Database:
+    """Open (and create, for SQLite) the database at ``url`` and migrate it to head.
+
+    With ``upgrade=False`` (a tool that reads a node's database while the node may run)
+    the database must be at head already: upgrading it under a running node of an older
+    version would have that node write rows of the old schema into the new one.
+    """
     parsed = _parse_url(url)
     display = parsed.render_as_string(hide_password=True)
     try:
@@ -263,7 +268,10 @@ def open_database(url: str) -> Database:
     except (ArgumentError, NoSuchModuleError, TypeError, ValueError) as exc:
         raise StorageError(f"cannot use database URL {display}: {exc}", hint=_URL_HINT) from None
     try:
-        _migrate(engine)
+        if upgrade:
+            _migrate(engine)
+        else:
+            _require_head(engine, display)
     except StorageError:
         engine.dispose()
         raise
@@ -410,6 +418,18 @@ def _migrate(engine: Engine) -> None:
                 )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+
+def _require_head(engine: Engine, display: str) -> None:
+    with engine.connect() as connection:
+        found = MigrationContext.configure(connection).get_current_revision()
+    if found != head_revision():
+        raise StorageError(
+            f"database {display} is at schema revision {found or 'none'}, not "
+            f"{head_revision()}, the one this credit-node reads",
+            hint="start the node with this version of credit-node (credit-node serve) once: "
+            "it upgrades the database",
+        )
 
 
 def _alembic_config() -> Config:

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, delete, func, insert, select, text, tuple_, update
 
+from federation.member import check_city_code
 from node.storage.database import Database
 from node.storage.schema import list_entries, match_audit, match_quota, match_seen_requests
 
@@ -53,7 +54,11 @@ def _request_hex(request_id: bytes | str) -> str:
 
 
 def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= AUDIT_TEXT_MAX_CHARS:
+    """At most :data:`AUDIT_TEXT_MAX_CHARS`, and no NUL (which PostgreSQL cannot store)."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\\0")
+    if len(text) <= AUDIT_TEXT_MAX_CHARS:
         return text
     return text[: AUDIT_TEXT_MAX_CHARS - 3] + "..."
 
@@ -81,47 +86,49 @@ class AuditRecord:
 
 
 _AUDIT_COLUMNS: Final = tuple(f.name for f in dataclasses.fields(AuditRecord))
-#: What a row's link covers: every column but its id (given by the database) and the link.
-_LINKED_COLUMNS: Final = tuple(name for name in _AUDIT_COLUMNS if name != "id")
 #: The link before the first row.
 AUDIT_CHAIN_START: Final = "0" * 64
 _LINK_DOMAIN: Final = b"creditnet.match-audit/v1\x00"
 # Appends to the chain take this PostgreSQL transaction lock, so that two appending at
 # once cannot both link to the same row (SQLite's write transactions are serial anyway).
 _APPEND_LOCK: Final = 0x6D61746368617564  # "matchaud"
+_SHORT_VALUES: Final = {"mode": 16, "outcome": 16}
 
 
 def audit_link(previous: str, values: Mapping[Any, Any]) -> str:
-    """The link of an audit row: SHA-256 over the previous row's link and this row's
-    values (every column but ``id`` and the link), as 64 hex digits."""
-    row = {name: values[name] for name in _LINKED_COLUMNS}
+    """The link of an audit row: SHA-256 over the link before it (as text, whatever it
+    holds) and every column of the row but the link itself, id included; 64 hex digits.
+
+    (Version 1, as its domain tag says: a change of what it covers is a new version, and
+    the migration that links the rows written before it keeps calling this one.)
+    """
+    row = {name: values[name] for name in _AUDIT_COLUMNS}
     at = row["at"]
     assert isinstance(at, dt.datetime)
     row["at"] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    digest = hashlib.sha256(_LINK_DOMAIN + bytes.fromhex(previous) + body.encode("ascii"))
-    return digest.hexdigest()
+    before = json.dumps(previous, ensure_ascii=True)  # any text, quoted: no ambiguity
+    return hashlib.sha256(_LINK_DOMAIN + before.encode("ascii") + body.encode("ascii")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuditChainCheck:
     """What :meth:`MatchAuditRepository.verify` found.
 
-    ``head`` is the link of the last row checked (:data:`AUDIT_CHAIN_START` for an empty
-    audit); ``broken_at`` the id of the first row whose link does not hold, with ``problem``
-    saying how; ``head_found`` whether a head recorded earlier is still in the chain
-    (``None`` when none was given).
+    ``head`` is the link of the last row (:data:`AUDIT_CHAIN_START` for an empty audit);
+    ``breaks`` the rows whose link does not hold, by id, with what is wrong, in order;
+    ``head_found`` whether a head recorded earlier is still in the chain (``None`` when
+    none was given).
     """
 
     rows: int
     head: str
-    broken_at: int | None = None
-    problem: str | None = None
+    breaks: tuple[tuple[int, str], ...] = ()
     head_found: bool | None = None
 
     @property
     def intact(self) -> bool:
-        return self.broken_at is None and self.head_found is not False
+        return not self.breaks and self.head_found is not False
 
 
 class MatchAuditRepository:
@@ -155,9 +162,13 @@ class MatchAuditRepository:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
         if subjects < 0 or ciphertexts < 0:
             raise ValueError("subjects and ciphertexts must not be negative")
+        check_city_code(peer)
+        for name, value in (("mode", mode), ("outcome", outcome)):
+            if not value or len(value) > _SHORT_VALUES[name] or value != value.strip():
+                raise ValueError(f"{name} must be 1 to {_SHORT_VALUES[name]} characters")
         when = dt.datetime.now(dt.UTC) if at is None else at
         _require_aware("at", when)
-        values = {
+        values: dict[str, Any] = {
             "at": when,
             "direction": direction,
             "peer": peer,
@@ -175,52 +186,61 @@ class MatchAuditRepository:
             if self._db.dialect == "postgresql":
                 lock = text("SELECT pg_advisory_xact_lock(:key)")
                 connection.execute(lock, {"key": _APPEND_LOCK})
+            # The newest row with a link: a row put in without one is skipped (verify()
+            # names it), so that the chain goes on past it.
             previous = connection.execute(
-                select(match_audit.c.chain).order_by(match_audit.c.id.desc()).limit(1)
+                select(match_audit.c.chain)
+                .where(match_audit.c.chain.is_not(None))
+                .order_by(match_audit.c.id.desc())
+                .limit(1)
             ).scalar_one_or_none()
-            # A row with no link (put in by hand) breaks the chain where it is; the rows
-            # after it link to the start again, and verify() names the first break.
-            values["chain"] = audit_link(previous or AUDIT_CHAIN_START, values)
             key = connection.execute(insert(match_audit).values(values)).inserted_primary_key
-        assert key is not None
-        return int(key[0])
+            assert key is not None
+            values["id"] = row_id = int(key[0])
+            link = audit_link(previous or AUDIT_CHAIN_START, values)
+            connection.execute(
+                update(match_audit).where(match_audit.c.id == row_id).values(chain=link)
+            )
+        return row_id
 
     def verify(self, *, recorded_head: str | None = None) -> AuditChainCheck:
         """Walk the chain from the first row: each row's link must be :func:`audit_link`
-        of the link before it and its own values.
+        of the link before it and the row itself (its id included).
 
-        A row changed, removed from before the last, or put in by hand breaks the link of
-        that row or the next. Removing the newest rows leaves a shorter chain that holds:
-        only a head recorded earlier (``recorded_head``, the ``head`` of an earlier check)
-        shows it, by no longer being in the chain.
+        A row changed or given another id, a row put in without a link (by hand, or by a
+        node of a version before the chain), and the row after one removed each break the
+        chain there; the walk goes on from that row's own link, so that each break is named
+        once and the rows after it are still checked. What it cannot show: someone able to
+        write the table can compute the links again after what they changed, or append rows
+        with good links; a head recorded elsewhere before (``recorded_head``) shows the
+        first, by no longer being in the chain, but nothing here shows the second.
         """
         wanted = None if recorded_head is None else recorded_head.strip().lower()
         found = None if wanted is None else wanted == AUDIT_CHAIN_START
-        previous, rows, last_id = AUDIT_CHAIN_START, 0, 0
+        previous, rows, last_id = AUDIT_CHAIN_START, 0, None
+        breaks: list[tuple[int, str]] = []
         while True:
+            query = select(match_audit).order_by(match_audit.c.id).limit(_PAGE)
+            if last_id is not None:
+                query = query.where(match_audit.c.id > last_id)
             with self._db.read() as connection:
-                page = connection.execute(
-                    select(match_audit)
-                    .where(match_audit.c.id > last_id)
-                    .order_by(match_audit.c.id)
-                    .limit(_PAGE)
-                ).all()
+                page = connection.execute(query).all()
             for row in page:
-                values = row._mapping
+                values, rows, last_id = row._mapping, rows + 1, row.id
+                link = values["chain"]
+                if link is None:
+                    breaks.append((row.id, "it has no link: it was put in by hand, or by a "
+                                   "node of a version before the chain"))  # fmt: skip
+                    continue
                 expected = audit_link(previous, values)
-                if values["chain"] is None or not hmac.compare_digest(values["chain"], expected):
-                    problem = (
-                        "it has no link: it was written outside credit-node"
-                        if values["chain"] is None
-                        else "its link does not hold: this row, or the one before it, was "
-                        "changed, or rows between them were removed"
-                    )
-                    return AuditChainCheck(rows, previous, row.id, problem, found)
-                previous, rows, last_id = expected, rows + 1, row.id
+                if not hmac.compare_digest(link.encode("utf-8"), expected.encode("ascii")):
+                    breaks.append((row.id, "its link does not hold: this row was changed or "
+                                   "given another id, or the row before it removed"))  # fmt: skip
+                previous = link  # from this row on, the chain as it stands
                 if wanted is not None and not found:
-                    found = hmac.compare_digest(expected, wanted)
+                    found = hmac.compare_digest(link.encode("utf-8"), wanted.encode("utf-8"))
             if len(page) < _PAGE:
-                return AuditChainCheck(rows, previous, head_found=found)
+                return AuditChainCheck(rows, previous, tuple(breaks), found)
 
     def recent(
         self,

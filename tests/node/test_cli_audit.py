@@ -11,8 +11,10 @@ from sqlalchemy import Executable, delete, update
 from node.cli.main import main
 from node.config import load_config
 from node.storage import Database, open_database
+from node.storage.database import head_revision
 from node.storage.matching import MatchAuditRepository
 from node.storage.schema import match_audit
+from tests.node.migrating import migrate
 
 T0 = dt.datetime(2026, 12, 3, 8, 0, tzinfo=dt.UTC)
 PEER, OTHER = "370600", "371000"
@@ -40,6 +42,7 @@ def home(initialised: Path, tmp_path: Path) -> Path:
                 (target / inner.name).chmod(inner.stat().st_mode)
         elif path.suffix != ".db":
             target.write_bytes(path.read_bytes())
+    database_of(copy).close()  # the node made its database when it first started
     return copy
 
 
@@ -128,8 +131,26 @@ def test_verify_names_the_row_that_was_changed(
     tamper(home, update(match_audit).where(match_audit.c.id == ids[1]).values(outcome="answered"))
     code, out, _ = run(["audit", "verify", "--dir", str(home)], capsys)
     assert code == 1
-    assert out.startswith(f"BROKEN at row {ids[1]}: its link does not hold")
-    assert "the 1 rows before it hold" in out
+    assert out.splitlines()[:2] == [
+        "BROKEN: 1 of 3 rows break the chain",
+        f"  row {ids[1]}: its link does not hold: this row was changed or given another id, "
+        "or the row before it removed",
+    ]
+    assert out.splitlines()[2].startswith("head ")
+
+
+def test_the_commands_leave_upgrading_the_database_to_the_node(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(home)
+    database = database_of(home)
+    migrate(database, "downgrade", "0004")  # as an older node left it
+    database.close()
+    for verb in ("show", "verify"):
+        code, out, err = run(["audit", verb, "--dir", str(home)], capsys)
+        assert (code, out) == (1, "")
+        assert f"is at schema revision 0004, not {head_revision()}" in err
+        assert "start the node with this version of credit-node" in err
 
 
 def test_verify_shows_newest_rows_removed_against_a_recorded_head(

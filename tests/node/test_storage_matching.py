@@ -13,6 +13,7 @@ from sqlalchemy import column, delete, insert, inspect, select, update
 from sqlalchemy import table as sa_table
 from sqlalchemy.exc import IntegrityError
 
+from federation.errors import CreditNetError
 from node.storage import Database, open_database
 from node.storage.database import head_revision
 from node.storage.matching import (
@@ -189,7 +190,7 @@ def test_the_audit_is_a_chain_each_row_linked_to_the_one_before(db: Database) ->
         _fill(audit, 1)
         heads.append(audit.verify().head)
     check = audit.verify()
-    assert check.intact and check.rows == 3 and check.broken_at is None
+    assert check.intact and check.rows == 3 and check.breaks == ()
     assert len(set(heads)) == 3 and check.head == heads[-1]
     with db.read() as connection:
         links = connection.execute(select(match_audit.c.chain).order_by(match_audit.c.id))
@@ -201,36 +202,83 @@ def change(db: Database, statement: Any) -> None:
         connection.execute(statement)
 
 
+DOES_NOT_HOLD = "its link does not hold"
+
+
 @pytest.mark.parametrize(
     "values", [{"hits": 99}, {"at": T0 + dt.timedelta(seconds=1)}, {"detail": None}]
 )
-def test_a_changed_row_breaks_the_chain_there(db: Database, values: dict[str, Any]) -> None:
+def test_a_changed_row_breaks_the_chain_there_only(db: Database, values: dict[str, Any]) -> None:
     audit = MatchAuditRepository(db)
     ids = _fill(audit, 5)
     change(db, update(match_audit).where(match_audit.c.id == ids[2]).values(values))
     check = audit.verify()
-    assert (check.broken_at, check.rows, check.intact) == (ids[2], 2, False)
-    assert check.problem is not None and "does not hold" in check.problem
+    assert (check.rows, check.intact) == (5, False)
+    assert [(row, problem.startswith(DOES_NOT_HOLD)) for row, problem in check.breaks] == [
+        (ids[2], True)
+    ]
 
 
-def test_a_removed_row_breaks_the_chain_at_the_next(db: Database) -> None:
+def test_each_break_is_named_and_the_rows_after_it_still_checked(db: Database) -> None:
     audit = MatchAuditRepository(db)
-    ids = _fill(audit, 5)
-    change(db, delete(match_audit).where(match_audit.c.id == ids[1]))
-    check = audit.verify()
-    assert (check.broken_at, check.rows) == (ids[2], 1)
+    ids = _fill(audit, 8)
+    change(db, update(match_audit).where(match_audit.c.id == ids[1]).values(hits=7))
+    change(db, delete(match_audit).where(match_audit.c.id == ids[4]))
+    change(db, update(match_audit).where(match_audit.c.id == ids[6]).values(chain="f" * 64))
+    assert [row for row, _ in audit.verify().breaks] == [ids[1], ids[5], ids[6], ids[7]]
 
 
-def test_a_row_put_in_by_hand_breaks_the_chain_there(db: Database) -> None:
+def test_a_row_given_another_id_breaks_the_chain(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    ids = _fill(audit, 3)
+    change(db, update(match_audit).where(match_audit.c.id == ids[2]).values(id=ids[2] + 10))
+    assert [row for row, _ in audit.verify().breaks] == [ids[2] + 10]
+
+
+@pytest.mark.parametrize("at_id", [0, -7])
+def test_a_row_put_in_by_hand_breaks_the_chain_wherever_it_is(db: Database, at_id: int) -> None:
     audit = MatchAuditRepository(db)
     _fill(audit, 2)
-    row = {**_row_values(), "request_id": "cd" * 16}
     with db.transaction() as connection:
-        hand = connection.execute(insert(match_audit).values(row)).inserted_primary_key[0]
-    _fill(audit, 1)
+        hand = connection.execute(
+            insert(match_audit).values({**_row_values(), "request_id": "cd" * 16})
+        ).inserted_primary_key[0]
+        connection.execute(
+            insert(match_audit).values({**_row_values(), "id": at_id, "chain": "0" * 64})
+        )
+    _fill(audit, 1)  # linked past the row without a link
     check = audit.verify()
-    assert (check.broken_at, check.rows) == (hand, 2)
-    assert check.problem is not None and "outside credit-node" in check.problem
+    assert check.rows == 5
+    assert [row for row, _ in check.breaks] == [at_id, hand]
+    assert check.breaks[0][1].startswith(DOES_NOT_HOLD)
+    assert check.breaks[1][1] == (
+        "it has no link: it was put in by hand, or by a node of a version before the chain"
+    )
+
+
+def test_a_link_that_is_no_hash_is_a_break_not_a_failure(db: Database) -> None:
+    """A damaged newest link neither stops the audit nor the check."""
+    audit = MatchAuditRepository(db)
+    ids = _fill(audit, 2)
+    change(db, update(match_audit).where(match_audit.c.id == ids[1]).values(chain="é" * 64))
+    later = _fill(audit, 2)  # still recorded, linked to what the row holds
+    check = audit.verify()
+    assert [row for row, _ in check.breaks] == [ids[1]] and check.rows == 4
+    assert later[-1] == max(r.id for r in audit.recent())
+
+
+def test_values_the_database_would_alter_are_refused_or_made_storable(db: Database) -> None:
+    audit = MatchAuditRepository(db)
+    for bad in ({"peer": "370600 "}, {"outcome": "answered "}, {"mode": "m" * 17}):
+        arguments = {"peer": PEER, "mode": "count", "outcome": "answered", **bad}
+        with pytest.raises(CreditNetError if "peer" in bad else ValueError):
+            audit.record(
+                "sent", arguments["peer"], bytes(16), arguments["mode"], 1, 1, None,
+                arguments["outcome"],
+            )  # fmt: skip
+    audit.record("sent", PEER, bytes(16), "count", 1, 1, None, "failed", reason="a\x00b")
+    assert audit.recent()[0].reason == "a\\0b"
+    assert audit.verify().intact
 
 
 def test_removing_the_newest_rows_shows_only_against_a_recorded_head(db: Database) -> None:
@@ -245,7 +293,7 @@ def test_removing_the_newest_rows_shows_only_against_a_recorded_head(db: Databas
     shorter = audit.verify()
     assert shorter.intact and shorter.rows == 4 and shorter.head == early.head
     check = audit.verify(recorded_head=recorded)
-    assert (check.head_found, check.intact, check.broken_at) == (False, False, None)
+    assert (check.head_found, check.intact, check.breaks) == (False, False, ())
     assert audit.verify(recorded_head=AUDIT_CHAIN_START).head_found is True
 
 
