@@ -311,6 +311,7 @@ async def _run(
             }
         },
     )
+    audit_heads = asyncio.create_task(_log_audit_heads(MatchAuditRepository(database), stop))
     loops = [
         asyncio.create_task(_heartbeat(config, trust, links, stop)),
         asyncio.create_task(
@@ -338,6 +339,7 @@ async def _run(
         # After the servers: a probe answered during the grace period still has its pool.
         await asyncio.to_thread(matching_pool.close)
         await links.close()
+        await audit_heads  # its last line: the head as the node leaves it
         log.info("node stopped")
 
 
@@ -359,6 +361,31 @@ def _tune_garbage_collector() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+#: Seconds between two looks at the audit's head (logged when it changed).
+AUDIT_HEAD_EVERY_S = 3600.0
+
+
+async def _log_audit_heads(
+    audit: MatchAuditRepository, stop: asyncio.Event, every_s: float = AUDIT_HEAD_EVERY_S
+) -> None:
+    """Log the audit's head (``audit head``: rows and link) at start, every ``every_s``
+    when it changed, and once the node stops: kept by whatever keeps the node's log, the
+    heads anchor the chain outside the database (``credit-node audit verify --head``)."""
+    logged: tuple[int, str] | None = None
+    while True:
+        try:
+            head = await asyncio.to_thread(audit.head)
+            if head != logged:
+                log.info("audit head", extra={"fields": {"rows": head[0], "head": head[1]}})
+                logged = head
+        except Exception:
+            log.exception("audit head not read")
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
 
 
 async def _heartbeat(

@@ -131,6 +131,18 @@ class AuditChainCheck:
         return not self.breaks and self.head_found is not False
 
 
+def _newest_link(connection: Connection) -> str | None:
+    """The link of the newest row that has one: a row put in without a link is passed over
+    (verify() names it), so that the chain goes on past it."""
+    link: str | None = connection.execute(
+        select(match_audit.c.chain)
+        .where(match_audit.c.chain.is_not(None))
+        .order_by(match_audit.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return link
+
+
 class MatchAuditRepository:
     """The audit of private matching, both directions (append-only)."""
 
@@ -186,14 +198,7 @@ class MatchAuditRepository:
             if self._db.dialect == "postgresql":
                 lock = text("SELECT pg_advisory_xact_lock(:key)")
                 connection.execute(lock, {"key": _APPEND_LOCK})
-            # The newest row with a link: a row put in without one is skipped (verify()
-            # names it), so that the chain goes on past it.
-            previous = connection.execute(
-                select(match_audit.c.chain)
-                .where(match_audit.c.chain.is_not(None))
-                .order_by(match_audit.c.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
+            previous = _newest_link(connection)
             key = connection.execute(insert(match_audit).values(values)).inserted_primary_key
             assert key is not None
             values["id"] = row_id = int(key[0])
@@ -202,6 +207,16 @@ class MatchAuditRepository:
                 update(match_audit).where(match_audit.c.id == row_id).values(chain=link)
             )
         return row_id
+
+    def head(self) -> tuple[int, str]:
+        """How many rows the audit holds, and the newest link (:data:`AUDIT_CHAIN_START`
+        when none): what the node logs, for an operator to keep outside its database."""
+        with self._db.read() as connection:
+            rows: int = connection.execute(
+                select(func.count()).select_from(match_audit)
+            ).scalar_one()
+            link = _newest_link(connection)
+        return rows, link or AUDIT_CHAIN_START
 
     def verify(self, *, recorded_head: str | None = None) -> AuditChainCheck:
         """Walk the chain from the first row: each row's link must be :func:`audit_link`

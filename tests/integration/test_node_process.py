@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from node.demo import DemoNode, all_reachable, create_nodes, sign, start, stop
 from node.keystore import read_secret
 from node.service.tls import members_bundle
 from node.storage.database import open_database
+from node.storage.matching import MatchAuditRepository
 from node.storage.repositories import EventRepository
 from tests.integration.conftest import Federation, form_federation, wait_for
 
@@ -53,6 +55,31 @@ def test_sigterm_and_sigint_stop_the_node_cleanly(lone_node: DemoNode) -> None:
     log = (lone_node.config.home / "node.log").read_text()
     assert log.count('"msg": "node stopped"') == 2
     assert "Traceback" not in log
+
+
+def test_the_node_logs_its_audit_head_at_start_and_as_it_stops(lone_node: DemoNode) -> None:
+    database = open_database(lone_node.config.database_url)
+    audit = MatchAuditRepository(database)
+    for peer in ("370600", "371000"):
+        audit.record("received", peer, os.urandom(16), "membership", 3, 3, None, "answered")
+    start(lone_node)
+    wait_for(lambda: all_reachable([lone_node], 1), timeout_s=20)
+    audit.record("sent", "370600", os.urandom(16), "count", 5, 5, 1, "answered")
+    rows, head = audit.head()
+    database.close()
+    assert lone_node.process is not None
+    lone_node.process.send_signal(signal.SIGTERM)
+    assert lone_node.process.wait(timeout=15) == 0
+    lines = (lone_node.config.home / "node.log").read_text().splitlines()
+    logged = [json.loads(line) for line in lines if '"msg": "audit head"' in line]
+    assert [(e["rows"], len(e["head"])) for e in logged] == [(2, 64), (3, 64)]
+    assert logged[-1]["head"] == head and rows == 3
+    # The operator checks a logged head against the chain as it stands.
+    assert audit_of(lone_node).verify(recorded_head=logged[0]["head"]).head_found is True
+
+
+def audit_of(node: DemoNode) -> MatchAuditRepository:
+    return MatchAuditRepository(open_database(node.config.database_url))
 
 
 def test_a_port_in_use_is_a_clear_error(lone_node: DemoNode) -> None:
