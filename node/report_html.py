@@ -103,7 +103,7 @@ def _key_values(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 #: Why an entry was removed, as the report's removal reason starts (``RemovalReason``).
-_REMOVAL_ZH = {
+_REMOVAL_ZH: dict[str, str] = {
     RemovalReason.REPAIR: "信用修复",
     RemovalReason.EXPIRY: "公示期满",
     RemovalReason.OBJECTION_UPHELD: "异议成立",
@@ -118,7 +118,7 @@ def _list_state(entry: ReportListEntry) -> str:
         state = f"已移出 ({_date(entry.removed_on)})"
         if entry.removal_reason:
             code, _, note = entry.removal_reason.partition(": ")
-            reason = next((zh for r, zh in _REMOVAL_ZH.items() if r.value == code), None)
+            reason = _REMOVAL_ZH.get(code)  # a StrEnum key is found by its value
             said = f"{reason}{'：' + note if note else ''}" if reason else entry.removal_reason
             state += f"<br>移出原因: {_e(said)}"
         return state

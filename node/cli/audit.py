@@ -18,6 +18,7 @@ from typing import Any
 
 from federation.clock import format_utc
 from federation.errors import InvalidInputError
+from federation.member import CITY_CODE
 from node.cli.table import render_table
 from node.config import load_config
 from node.storage import Database, open_database
@@ -27,7 +28,6 @@ EXIT_INTACT = 0
 EXIT_BROKEN = 1
 MAX_ROWS = 10_000
 MAX_BREAKS_SHOWN = 20
-_CITY = re.compile(r"[0-9]{6}")
 _HEAD = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def show_audit(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= MAX_ROWS:
         raise InvalidInputError(f"--limit must be from 1 to {MAX_ROWS}, not {args.limit}")
-    if args.peer is not None and not _CITY.fullmatch(args.peer):
+    if args.peer is not None and not CITY_CODE.fullmatch(args.peer):
         raise InvalidInputError(f"--peer must be a city code of 6 digits, not {args.peer!r}")
     database = _open(args.dir)
     try:

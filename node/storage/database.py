@@ -145,7 +145,7 @@ class Database:
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before any migration)."""
         with self.read() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            return _current_revision(connection)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -420,9 +420,14 @@ def _migrate(engine: Engine) -> None:
             command.upgrade(config, "head")
 
 
+def _current_revision(connection: Connection) -> str | None:
+    revision: str | None = MigrationContext.configure(connection).get_current_revision()
+    return revision
+
+
 def _require_head(engine: Engine, display: str) -> None:
     with engine.connect() as connection:
-        found = MigrationContext.configure(connection).get_current_revision()
+        found = _current_revision(connection)
     if found != head_revision():
         raise StorageError(
             f"database {display} is at schema revision {found or 'none'}, not "
